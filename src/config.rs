@@ -1,0 +1,145 @@
+//! Configuration from the environment. The variable names are public contract (README).
+
+use std::time::Duration;
+
+use crate::auth::{AuthConfig, AuthConfigError};
+
+/// A little over API Gateway's 2-hour connection limit, so a row outlives its socket
+/// only briefly when `$disconnect` never arrives.
+pub const DEFAULT_CONNECTION_TTL_SECONDS: u64 = 2 * 3600 + 5 * 60;
+pub const DEFAULT_PUSH_CONCURRENCY: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+}
+
+/// Everything the handlers need to know that is not a backend.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `CONNECTIONS_TABLE`.
+    pub table: String,
+    /// `APIGW_MANAGEMENT_ENDPOINT`: overrides the @connections endpoint derived from route events;
+    /// the only source of it for SQS pushes.
+    pub management_endpoint: Option<String>,
+    /// `AWS_REGION`, used to derive the @connections endpoint from a route event.
+    pub region: Option<String>,
+    /// `ALLOW_CLIENT_BROADCAST`.
+    pub allow_client_broadcast: bool,
+    /// `CONNECTION_TTL_SECONDS`.
+    pub connection_ttl: Duration,
+    /// `PUSH_CONCURRENCY`: in-flight @connections posts per fan-out.
+    pub push_concurrency: usize,
+    /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`.
+    pub auth: AuthConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        // An empty variable counts as unset: templates often pass "" for an optional parameter.
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let table = get("CONNECTIONS_TABLE").ok_or(ConfigError::Missing("CONNECTIONS_TABLE"))?;
+        let management_endpoint = get("APIGW_MANAGEMENT_ENDPOINT").map(|e| e.trim_end_matches('/').to_owned());
+        if let Some(endpoint) = &management_endpoint {
+            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name: "APIGW_MANAGEMENT_ENDPOINT",
+                    reason: "must be an http(s) URL".into(),
+                });
+            }
+        }
+        let allow_client_broadcast = match get("ALLOW_CLIENT_BROADCAST").as_deref() {
+            None => false,
+            Some(v) => parse_bool(v).ok_or_else(|| ConfigError::Invalid {
+                name: "ALLOW_CLIENT_BROADCAST",
+                reason: format!("expected true or false, got {v:?}"),
+            })?,
+        };
+        let ttl_seconds = parse_number(get("CONNECTION_TTL_SECONDS"), "CONNECTION_TTL_SECONDS")?
+            .unwrap_or(DEFAULT_CONNECTION_TTL_SECONDS);
+        let push_concurrency = parse_number(get("PUSH_CONCURRENCY"), "PUSH_CONCURRENCY")?
+            .map(|n| n as usize)
+            .unwrap_or(DEFAULT_PUSH_CONCURRENCY);
+        let auth = AuthConfig::from_parts(
+            get("AUTH_TOKENS").as_deref(),
+            get("JWT_SECRET").as_deref(),
+            get("JWT_ISSUER"),
+            get("JWT_AUDIENCE"),
+        )?;
+        Ok(Config {
+            table,
+            management_endpoint,
+            region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+            allow_client_broadcast,
+            connection_ttl: Duration::from_secs(ttl_seconds),
+            push_concurrency,
+            auth,
+        })
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// A positive whole number, or `None` when unset.
+fn parse_number(value: Option<String>, name: &'static str) -> Result<Option<u64>, ConfigError> {
+    let Some(v) = value else { return Ok(None) };
+    match v.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(ConfigError::Invalid { name, reason: format!("expected a positive whole number, got {v:?}") }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[("CONNECTIONS_TABLE", "t")]).unwrap();
+        assert_eq!(c.table, "t");
+        assert!(!c.allow_client_broadcast);
+        assert_eq!(c.connection_ttl, Duration::from_secs(DEFAULT_CONNECTION_TTL_SECONDS));
+        assert_eq!(c.push_concurrency, DEFAULT_PUSH_CONCURRENCY);
+        assert!(c.management_endpoint.is_none());
+        assert!(!c.auth.is_configured(), "no auth variables means nothing is accepted");
+    }
+
+    #[test]
+    fn table_is_required_and_bad_values_are_named() {
+        assert!(matches!(config(&[]), Err(ConfigError::Missing("CONNECTIONS_TABLE"))));
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("CONNECTION_TTL_SECONDS", "soon")]).unwrap_err();
+        assert!(err.to_string().contains("CONNECTION_TTL_SECONDS"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("ALLOW_CLIENT_BROADCAST", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("ALLOW_CLIENT_BROADCAST"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("APIGW_MANAGEMENT_ENDPOINT", "ftp://x")]).unwrap_err();
+        assert!(err.to_string().contains("APIGW_MANAGEMENT_ENDPOINT"), "{err}");
+    }
+
+    #[test]
+    fn endpoint_trailing_slash_is_dropped() {
+        let c = config(&[("CONNECTIONS_TABLE", "t"), ("APIGW_MANAGEMENT_ENDPOINT", "http://127.0.0.1:3001/local/")]).unwrap();
+        assert_eq!(c.management_endpoint.as_deref(), Some("http://127.0.0.1:3001/local"));
+    }
+}

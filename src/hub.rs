@@ -1,0 +1,54 @@
+//! The hub: configuration plus the two ports, built once per process and shared by every event.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::fanout::{Fanout, RetryPolicy};
+use crate::notify::apigw::ApiGatewayNotifier;
+use crate::notify::Notifier;
+use crate::store::dynamo::DynamoStore;
+use crate::store::ConnectionStore;
+
+pub struct Hub {
+    pub config: Config,
+    pub store: Arc<dyn ConnectionStore>,
+    pub notifier: Arc<dyn Notifier>,
+    pub retry: RetryPolicy,
+}
+
+impl Hub {
+    pub fn new(config: Config, store: Arc<dyn ConnectionStore>, notifier: Arc<dyn Notifier>) -> Self {
+        Hub { config, store, notifier, retry: RetryPolicy::default() }
+    }
+
+    /// The Lambda wiring: DynamoDB and the Management API with the standard AWS configuration
+    /// chain (`AWS_ENDPOINT_URL_DYNAMODB` included).
+    pub async fn from_aws(config: Config) -> Self {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
+        let notifier = ApiGatewayNotifier::new(sdk);
+        Hub::new(config, Arc::new(store), Arc::new(notifier))
+    }
+
+    pub(crate) fn fanout(&self, deadline: Option<Instant>) -> Fanout<'_> {
+        Fanout {
+            store: self.store.as_ref(),
+            notifier: self.notifier.as_ref(),
+            retry: &self.retry,
+            concurrency: self.config.push_concurrency,
+            deadline,
+        }
+    }
+
+    /// Expiry (epoch seconds) for rows written now.
+    pub(crate) fn expiry(&self, now: i64) -> i64 {
+        now + self.config.connection_ttl.as_secs() as i64
+    }
+}
+
+/// Epoch seconds.
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

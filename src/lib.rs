@@ -1,0 +1,39 @@
+//! wshub: a serverless WebSocket hub for API Gateway, Lambda, DynamoDB and SQS.
+//!
+//! One binary receives every event. [`event::handle`] classifies the raw JSON into an
+//! [`event::Event`] and applies it:
+//!
+//! | event                                    | goes to                | answers                     |
+//! |------------------------------------------|------------------------|-----------------------------|
+//! | `type: REQUEST` + `methodArn`, `$connect`| [`authorizer`]         | IAM Allow/Deny policy       |
+//! | `requestContext.connectionId` + route    | [`routes`] (a module per route) | status + reply frame |
+//! | `Records[]` from `aws:sqs`               | [`push`]               | `batchItemFailures`         |
+//! | anything else                            | error naming its keys  | `wshub.UnrecognizedEvent`   |
+//!
+//! Layout (hexagonal: handlers see ports, never backends):
+//! - [`hub::Hub`]: configuration plus the two ports, built once per process.
+//! - [`store`]: the [`store::ConnectionStore`] port; DynamoDB and in-memory implementations;
+//!   [`store::table`] defines the table once for code, tests, local hub and template.
+//! - [`notify`]: the [`notify::Notifier`] port; Management API and in-memory implementations.
+//! - [`fanout`]: one frame to an audience, paged, bounded, retried, 410s cleaned up.
+//! - [`protocol`]: client frames in, reply and push frames out, stable error codes.
+//! - [`auth`]: static tokens and JWTs; [`config`]: the environment contract.
+//!
+//! `src/main.rs` is the Lambda bootstrap: it builds a [`hub::Hub`] and hands each event to
+//! [`event::handle`]. The local hub calls the same function with the same JSON.
+
+pub mod auth;
+pub mod authorizer;
+pub mod config;
+pub mod event;
+pub mod fanout;
+pub mod hub;
+pub mod notify;
+pub mod protocol;
+pub mod push;
+pub mod routes;
+pub mod store;
+
+pub use config::Config;
+pub use event::{handle, Event, RouterError};
+pub use hub::Hub;

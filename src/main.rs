@@ -1,0 +1,30 @@
+//! The Lambda bootstrap: init tracing, build the hub once, serve events until the sandbox ends.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use tokio::time::Instant;
+use wshub::{Config, Hub};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    // JSON lines when the function's log format is JSON (AWS_LAMBDA_LOG_FORMAT).
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    if !config.auth.is_configured() {
+        tracing::warn!("neither AUTH_TOKENS nor JWT_SECRET is set: every connection will be denied");
+    }
+    let hub = Hub::from_aws(config).await;
+    let hub = &hub;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = deadline(event.context.deadline);
+        wshub::handle(hub, event.payload, Some(deadline)).await
+    }))
+    .await
+}
+
+/// Lambda's deadline (epoch ms) as an Instant, less a margin to report failures in.
+fn deadline(deadline_ms: u64) -> Instant {
+    const MARGIN_MS: u64 = 1_000;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    Instant::now() + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms).saturating_sub(MARGIN_MS))
+}

@@ -1,0 +1,280 @@
+//! The wire protocol: what clients send, what they get back, and what pushes look like.
+//! Every frame is a JSON object with an `action`; error frames carry a stable `code`.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// API Gateway refuses frames over 128 KB, so a larger one is an error here, not a silent drop there.
+pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+pub const MAX_TOPIC_CHARS: usize = 128;
+const MAX_ID_CHARS: usize = 128;
+
+/// Stable error codes: clients switch on these, so renaming one is a breaking change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not a JSON object (or is a binary frame).
+    BadJson,
+    /// The object has no `action` string.
+    MissingAction,
+    /// `action` names nothing this hub does.
+    UnknownAction,
+    /// A field is missing or has the wrong type.
+    BadRequest,
+    /// A topic name is empty, too long or has characters outside `[A-Za-z0-9_.:@/-]`.
+    InvalidTopic,
+    /// `sendmessage` without a topic while `ALLOW_CLIENT_BROADCAST` is off.
+    BroadcastDisabled,
+    /// The frame to deliver would exceed 128 KB.
+    PayloadTooLarge,
+    /// The connection is not (or no longer) registered.
+    NotConnected,
+    /// A backend failed; the request may be retried.
+    Internal,
+}
+
+/// A frame sent to a client: a reply to its request or a push.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "lowercase", rename_all_fields = "camelCase")]
+pub enum Frame {
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+    },
+    Subscribed {
+        topic: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+    },
+    Unsubscribed {
+        topic: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+    },
+    /// Reply to `sendmessage`: how many connections the message reached.
+    Sent {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+        recipients: usize,
+        /// Recipients whose delivery failed after retries; omitted when 0.
+        #[serde(skip_serializing_if = "is_zero")]
+        failed: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+    },
+    Whoami {
+        connection_id: String,
+        user_id: String,
+        topics: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+    },
+    /// A push. `id` identifies the message (SQS messageId or the sender's API Gateway messageId),
+    /// so a client can drop the duplicates that at-least-once delivery allows.
+    Message {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+        data: Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+    },
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Frame {
+    pub fn error(code: ErrorCode, message: impl Into<String>, id: Option<Value>) -> Frame {
+        Frame::Error { code, message: message.into(), id }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: every map key is a string.
+        serde_json::to_string(self).unwrap_or_else(|_| r#"{"action":"error","code":"internal","message":"unserializable frame"}"#.into())
+    }
+}
+
+/// What a client asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Ping,
+    Subscribe { topic: String },
+    Unsubscribe { topic: String },
+    SendMessage { topic: Option<String>, data: Value },
+    Whoami,
+}
+
+/// A parsed client frame: the action and the client's correlation `id`, echoed in the reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: Option<Value>,
+    pub action: Action,
+}
+
+/// A client frame that cannot be served, with what to tell the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub id: Option<Value>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(id: &Option<Value>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Rejection { id: id.clone(), code, message: message.into() }
+    }
+
+    pub fn into_frame(self) -> Frame {
+        Frame::error(self.code, self.message, self.id)
+    }
+}
+
+impl Request {
+    /// Parses a client's text frame. `action` is read from the body, whatever route API Gateway
+    /// picked, so a route missing from the API still lands in the right handler via `$default`.
+    pub fn parse(body: &str) -> Result<Request, Rejection> {
+        let none = None;
+        let value: Value = serde_json::from_str(body)
+            .map_err(|e| Rejection::new(&none, ErrorCode::BadJson, format!("body is not valid JSON: {e}")))?;
+        let Value::Object(mut obj) = value else {
+            return Err(Rejection::new(&none, ErrorCode::BadJson, "body must be a JSON object"));
+        };
+        let id = match obj.remove("id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS => Some(Value::String(s)),
+            Some(n @ Value::Number(_)) => Some(n),
+            Some(_) => {
+                return Err(Rejection::new(&none, ErrorCode::BadRequest, "id must be a number or a string of at most 128 characters"))
+            }
+        };
+        let action = match obj.get("action") {
+            None | Some(Value::Null) => return Err(Rejection::new(&id, ErrorCode::MissingAction, "action is required")),
+            Some(Value::String(a)) => a.clone(),
+            Some(_) => return Err(Rejection::new(&id, ErrorCode::MissingAction, "action must be a string")),
+        };
+        let action = match action.as_str() {
+            "ping" => Action::Ping,
+            "whoami" => Action::Whoami,
+            "subscribe" => Action::Subscribe { topic: required_topic(&obj, &id)? },
+            "unsubscribe" => Action::Unsubscribe { topic: required_topic(&obj, &id)? },
+            "sendmessage" => {
+                let topic = match obj.get("topic") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => Some(required_topic(&obj, &id)?),
+                };
+                // `message` is accepted as an alias: several public samples use it.
+                let data = match (obj.remove("data"), obj.remove("message")) {
+                    (Some(d), _) => d,
+                    (None, Some(m)) => m,
+                    (None, None) => return Err(Rejection::new(&id, ErrorCode::BadRequest, "data is required")),
+                };
+                Action::SendMessage { topic, data }
+            }
+            other => {
+                let shown: String = other.chars().take(64).collect();
+                return Err(Rejection::new(
+                    &id,
+                    ErrorCode::UnknownAction,
+                    format!("unknown action {shown:?}; expected ping, subscribe, unsubscribe, sendmessage or whoami"),
+                ));
+            }
+        };
+        Ok(Request { id, action })
+    }
+}
+
+fn required_topic(obj: &Map<String, Value>, id: &Option<Value>) -> Result<String, Rejection> {
+    match obj.get("topic") {
+        None | Some(Value::Null) => Err(Rejection::new(id, ErrorCode::BadRequest, "topic is required")),
+        Some(Value::String(t)) => {
+            validate_topic(t).map_err(|m| Rejection::new(id, ErrorCode::InvalidTopic, m))?;
+            Ok(t.clone())
+        }
+        Some(_) => Err(Rejection::new(id, ErrorCode::BadRequest, "topic must be a string")),
+    }
+}
+
+/// Topic names: 1-128 characters from `[A-Za-z0-9_.:@/-]`. `:` allows namespaced names such as
+/// `user:alice`; the charset keeps topics safe in logs, keys and URLs.
+pub fn validate_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("topic must not be empty".into());
+    }
+    if topic.len() > MAX_TOPIC_CHARS {
+        return Err(format!("topic is longer than {MAX_TOPIC_CHARS} characters"));
+    }
+    if let Some(bad) = topic.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.:@/-".contains(*c))) {
+        return Err(format!("topic has a character outside [A-Za-z0-9_.:@/-]: {bad:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reject(body: &str) -> Rejection {
+        Request::parse(body).unwrap_err()
+    }
+
+    #[test]
+    fn parses_every_action() {
+        assert_eq!(Request::parse(r#"{"action":"ping","id":7}"#).unwrap(), Request { id: Some(json!(7)), action: Action::Ping });
+        assert_eq!(Request::parse(r#"{"action":"whoami"}"#).unwrap().action, Action::Whoami);
+        assert_eq!(
+            Request::parse(r#"{"action":"subscribe","topic":"user:alice"}"#).unwrap().action,
+            Action::Subscribe { topic: "user:alice".into() }
+        );
+        assert_eq!(
+            Request::parse(r#"{"action":"unsubscribe","topic":"a"}"#).unwrap().action,
+            Action::Unsubscribe { topic: "a".into() }
+        );
+        assert_eq!(
+            Request::parse(r#"{"action":"sendmessage","topic":"a","data":{"x":1}}"#).unwrap().action,
+            Action::SendMessage { topic: Some("a".into()), data: json!({"x":1}) }
+        );
+        assert_eq!(
+            Request::parse(r#"{"action":"sendmessage","message":"hi"}"#).unwrap().action,
+            Action::SendMessage { topic: None, data: json!("hi") }
+        );
+    }
+
+    #[test]
+    fn rejections_carry_codes_and_echo_id() {
+        assert_eq!(reject("not json").code, ErrorCode::BadJson);
+        assert_eq!(reject("[1,2]").code, ErrorCode::BadJson);
+        assert_eq!(reject("{}").code, ErrorCode::MissingAction);
+        assert_eq!(reject(r#"{"action":5}"#).code, ErrorCode::MissingAction);
+        let r = reject(r#"{"action":"dance","id":"abc"}"#);
+        assert_eq!((r.code, r.id), (ErrorCode::UnknownAction, Some(json!("abc"))));
+        assert_eq!(reject(r#"{"action":"subscribe"}"#).code, ErrorCode::BadRequest);
+        assert_eq!(reject(r#"{"action":"subscribe","topic":3}"#).code, ErrorCode::BadRequest);
+        assert_eq!(reject(r#"{"action":"subscribe","topic":"has space"}"#).code, ErrorCode::InvalidTopic);
+        assert_eq!(reject(r#"{"action":"subscribe","topic":""}"#).code, ErrorCode::InvalidTopic);
+        let long = format!(r#"{{"action":"subscribe","topic":"{}"}}"#, "a".repeat(129));
+        assert_eq!(reject(&long).code, ErrorCode::InvalidTopic);
+        assert_eq!(reject(r#"{"action":"sendmessage","topic":"a"}"#).code, ErrorCode::BadRequest);
+        assert_eq!(reject(r#"{"action":"ping","id":{"x":1}}"#).code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn frames_serialize_as_documented() {
+        assert_eq!(Frame::Pong { id: None }.to_json(), r#"{"action":"pong"}"#);
+        let whoami = Frame::Whoami { connection_id: "c".into(), user_id: "u".into(), topics: vec!["t".into()], id: Some(json!(1)) };
+        assert_eq!(serde_json::to_value(&whoami).unwrap(), json!({"action":"whoami","connectionId":"c","userId":"u","topics":["t"],"id":1}));
+        let err = Frame::error(ErrorCode::InvalidTopic, "bad", None);
+        assert_eq!(serde_json::to_value(&err).unwrap(), json!({"action":"error","code":"invalid_topic","message":"bad"}));
+        let msg = Frame::Message { topic: None, data: json!(1), from: None, id: Some("m".into()) };
+        assert_eq!(msg.to_json(), r#"{"action":"message","data":1,"id":"m"}"#);
+    }
+}

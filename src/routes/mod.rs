@@ -1,0 +1,112 @@
+//! WebSocket route events: `$connect`, `$disconnect`, and every client message. One module per
+//! job; each returns the frame (or status) API Gateway hands back to the client.
+//!
+//! Client messages are dispatched on the body's `action`, whatever route API Gateway picked:
+//! a route missing from a deployed API then still reaches its handler through `$default`.
+//! Every reply is status 200 with a JSON frame body; failures are `{"action":"error",…}` frames
+//! and the connection stays open.
+
+mod connect;
+mod disconnect;
+mod ping;
+mod sendmessage;
+mod subscription;
+mod whoami;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use tokio::time::Instant;
+
+use crate::hub::{now_secs, Hub};
+use crate::protocol::{Action, ErrorCode, Frame, Request};
+use crate::store::StoreError;
+
+/// What every route handler knows about the event, taken from `requestContext`.
+pub struct RouteContext<'a> {
+    pub hub: &'a Hub,
+    pub request: &'a ApiGatewayWebsocketProxyRequest,
+    pub connection_id: &'a str,
+    /// From the authorizer's context; `None` only if the API has no authorizer on `$connect`.
+    pub user_id: Option<&'a str>,
+    pub now: i64,
+    pub deadline: Option<Instant>,
+}
+
+impl<'a> RouteContext<'a> {
+    /// A value from the authorizer's context (`requestContext.authorizer`).
+    pub fn authorizer_value(&self, key: &str) -> Option<&'a str> {
+        self.request.request_context.authorizer.other.get(key).and_then(|v| v.as_str())
+    }
+
+    /// The @connections endpoint: the configured override, else derived from the event.
+    pub fn management_endpoint(&self) -> Option<String> {
+        if let Some(endpoint) = &self.hub.config.management_endpoint {
+            return Some(endpoint.clone());
+        }
+        let rc = &self.request.request_context;
+        match (rc.apiid.as_deref(), self.hub.config.region.as_deref(), rc.stage.as_deref()) {
+            (Some(api), Some(region), Some(stage)) => Some(format!("https://{api}.execute-api.{region}.amazonaws.com/{stage}")),
+            _ => None,
+        }
+    }
+}
+
+pub async fn handle(hub: &Hub, request: &ApiGatewayWebsocketProxyRequest, deadline: Option<Instant>) -> ApiGatewayProxyResponse {
+    let rc = &request.request_context;
+    // The classifier only lets events with a connectionId through.
+    let connection_id = rc.connection_id.as_deref().unwrap_or_default();
+    let route_key = rc.route_key.as_deref().unwrap_or("$default");
+    let span = tracing::info_span!("route", connection_id, route_key);
+    let _guard = span.enter();
+    let mut ctx = RouteContext { hub, request, connection_id, user_id: None, now: now_secs(), deadline };
+    ctx.user_id = ctx.authorizer_value("userId");
+    match route_key {
+        "$connect" => connect::handle(&ctx).await,
+        "$disconnect" => disconnect::handle(&ctx).await,
+        _ => reply(message(&ctx).await),
+    }
+}
+
+async fn message(ctx: &RouteContext<'_>) -> Frame {
+    if ctx.request.is_base64_encoded {
+        return Frame::error(ErrorCode::BadJson, "binary frames are not supported; send a JSON text frame", None);
+    }
+    let request = match Request::parse(ctx.request.body.as_deref().unwrap_or("")) {
+        Ok(request) => request,
+        Err(rejection) => {
+            tracing::info!(code = ?rejection.code, "rejected client frame");
+            return rejection.into_frame();
+        }
+    };
+    let id = request.id;
+    match request.action {
+        Action::Ping => ping::handle(id),
+        Action::Subscribe { topic } => subscription::subscribe(ctx, topic, id).await,
+        Action::Unsubscribe { topic } => subscription::unsubscribe(ctx, topic, id).await,
+        Action::SendMessage { topic, data } => sendmessage::handle(ctx, topic, data, id).await,
+        Action::Whoami => whoami::handle(ctx, id).await,
+    }
+}
+
+/// The error frame for a store failure, logged here so handlers need not.
+fn store_failure(err: StoreError, id: Option<serde_json::Value>) -> Frame {
+    match err {
+        StoreError::NotConnected(_) => Frame::error(ErrorCode::NotConnected, "this connection is not registered; reconnect", id),
+        other => {
+            tracing::error!(error = %other, "store failure");
+            Frame::error(ErrorCode::Internal, "temporary failure; retry", id)
+        }
+    }
+}
+
+fn reply(frame: Frame) -> ApiGatewayProxyResponse {
+    let mut response = status(200);
+    response.body = Some(Body::Text(frame.to_json()));
+    response
+}
+
+fn status(code: i64) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = code;
+    response
+}

@@ -1,0 +1,44 @@
+//! `sendmessage`: a client pushes to a topic's subscribers, or to everyone when allowed.
+
+use serde_json::Value;
+
+use super::RouteContext;
+use crate::fanout::Audience;
+use crate::protocol::{ErrorCode, Frame, MAX_FRAME_BYTES};
+use crate::store::Group;
+
+pub async fn handle(ctx: &RouteContext<'_>, topic: Option<String>, data: Value, id: Option<Value>) -> Frame {
+    let group = match &topic {
+        Some(t) => Group::Topic(t.clone()),
+        None if ctx.hub.config.allow_client_broadcast => Group::Everyone,
+        None => {
+            return Frame::error(ErrorCode::BroadcastDisabled, "topic is required (client broadcast is disabled)", id)
+        }
+    };
+    let Some(endpoint) = ctx.management_endpoint() else {
+        tracing::error!("cannot derive the @connections endpoint: set APIGW_MANAGEMENT_ENDPOINT or AWS_REGION");
+        return Frame::error(ErrorCode::Internal, "push endpoint is not configured", id);
+    };
+    let push = Frame::Message {
+        topic: topic.clone(),
+        data,
+        from: ctx.user_id.map(str::to_owned),
+        id: ctx.request.request_context.message_id.clone(),
+    }
+    .to_json();
+    if push.len() > MAX_FRAME_BYTES {
+        return Frame::error(ErrorCode::PayloadTooLarge, format!("message frame would exceed {MAX_FRAME_BYTES} bytes"), id);
+    }
+    // The sender is told how many got it rather than getting its own message back.
+    let report = ctx
+        .hub
+        .fanout(ctx.deadline)
+        .deliver(&endpoint, Audience::Group(group), push.as_bytes(), Some(ctx.connection_id), ctx.now)
+        .await;
+    tracing::info!(topic, delivered = report.delivered, gone = report.gone, failed = report.failed, "sendmessage");
+    if let Some(e) = report.store_error {
+        tracing::error!(error = %e, "sendmessage audience incomplete");
+        return Frame::error(ErrorCode::Internal, "temporary failure; the message may have reached only some recipients", id);
+    }
+    Frame::Sent { topic, recipients: report.delivered, failed: report.failed, id }
+}

@@ -1,0 +1,24 @@
+//! `subscribe` and `unsubscribe`.
+
+use serde_json::Value;
+
+use super::{store_failure, RouteContext};
+use crate::protocol::Frame;
+
+pub async fn subscribe(ctx: &RouteContext<'_>, topic: String, id: Option<Value>) -> Frame {
+    let expiry = ctx.hub.expiry(ctx.now);
+    match ctx.hub.store.subscribe(ctx.connection_id, &topic, expiry, ctx.now).await {
+        Ok(()) => {
+            tracing::info!(topic, "subscribed");
+            Frame::Subscribed { topic, id }
+        }
+        Err(e) => store_failure(e, id),
+    }
+}
+
+pub async fn unsubscribe(ctx: &RouteContext<'_>, topic: String, id: Option<Value>) -> Frame {
+    match ctx.hub.store.unsubscribe(ctx.connection_id, &topic).await {
+        Ok(()) => Frame::Unsubscribed { topic, id },
+        Err(e) => store_failure(e, id),
+    }
+}

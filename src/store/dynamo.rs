@@ -1,0 +1,321 @@
+//! DynamoDB implementation of the connection store. Table layout: [`super::table`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, DeleteRequest, Put, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use futures::stream::{self, StreamExt};
+
+use super::table::*;
+use super::{is_live, Connection, ConnectionStore, ConnectionView, Group, Pages, StoreError};
+
+/// BatchWriteItem's limit.
+const BATCH_WRITE_MAX: usize = 25;
+const UNPROCESSED_RETRIES: u32 = 8;
+/// Parallel Scan segments for a broadcast.
+const DEFAULT_SCAN_SEGMENTS: i32 = 4;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    page_size: Option<i32>,
+    scan_segments: i32,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into(), page_size: None, scan_segments: DEFAULT_SCAN_SEGMENTS }
+    }
+
+    /// Caps items per Query/Scan page (DynamoDB's own cap is 1 MB); tests use it to force many pages.
+    pub fn with_page_size(mut self, page_size: i32) -> Self {
+        self.page_size = Some(page_size);
+        self
+    }
+
+    pub fn with_scan_segments(mut self, segments: i32) -> Self {
+        self.scan_segments = segments.max(1);
+        self
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in keys.chunks(BATCH_WRITE_MAX) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|key| {
+                    WriteRequest::builder()
+                        .delete_request(DeleteRequest::builder().set_key(Some(key.clone())).build().expect("key is set"))
+                        .build()
+                })
+                .collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt > 0 {
+                    // Unprocessed items mean throttling: back off before asking again.
+                    tokio::time::sleep(Duration::from_millis(25 << attempt.min(6))).await;
+                }
+                if attempt == UNPROCESSED_RETRIES {
+                    return Err(StoreError::Backend {
+                        op: "BatchWriteItem",
+                        message: format!("{} deletes still unprocessed after {attempt} attempts", pending.len()),
+                    });
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| backend("BatchWriteItem", e))?;
+                pending = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
+                attempt += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// All items of one connection (its META row and its subscriptions).
+    async fn connection_items(&self, connection_id: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(connection_pk(connection_id)))
+            .consistent_read(true)
+            .set_limit(self.page_size)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            items.extend(page.map_err(|e| backend("Query", e))?.items.unwrap_or_default());
+        }
+        Ok(items)
+    }
+
+    fn query_index(&self, index: &'static str, hash: &'static str, value: String, now: i64) -> Pages {
+        let pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#h = :h")
+            .expression_attribute_names("#h", hash)
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":h", s(value))
+            .projection_expression("#c, #ttl")
+            .set_limit(self.page_size)
+            .into_paginator()
+            .send();
+        stream::unfold(pages, move |mut pages| async move {
+            let page = pages.next().await?;
+            Some((page.map(|p| live_ids(p.items.unwrap_or_default(), now)).map_err(|e| backend("Query", e)), pages))
+        })
+        .boxed()
+    }
+
+    /// Broadcast audience: a parallel segmented Scan of the sparse `byUser` index, which holds
+    /// exactly one small item per connection.
+    fn scan_everyone(&self, now: i64) -> Pages {
+        let segments = (0..self.scan_segments).map(|segment| {
+            let pages = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .index_name(BY_USER)
+                .segment(segment)
+                .total_segments(self.scan_segments)
+                .expression_attribute_names("#c", CONNECTION_ID)
+                .expression_attribute_names("#ttl", TTL)
+                .projection_expression("#c, #ttl")
+                .set_limit(self.page_size)
+                .into_paginator()
+                .send();
+            stream::unfold(pages, move |mut pages| async move {
+                let page = pages.next().await?;
+                Some((page.map(|p| live_ids(p.items.unwrap_or_default(), now)).map_err(|e| backend("Scan", e)), pages))
+            })
+            .boxed()
+        });
+        stream::select_all(segments).boxed()
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn get_s(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// A row without a readable ttl is treated as live: losing a push is worse than one wasted post.
+fn get_ttl(item: &Item) -> i64 {
+    item.get(TTL).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(i64::MAX)
+}
+
+fn live_ids(items: Vec<Item>, now: i64) -> Vec<String> {
+    items.iter().filter(|item| is_live(get_ttl(item), now)).filter_map(|item| get_s(item, CONNECTION_ID)).collect()
+}
+
+fn backend<E, R>(op: &'static str, err: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Backend { op, message: DisplayErrorContext(&err).to_string() }
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let mut item: Item = HashMap::from([
+            (PK.to_owned(), s(connection_pk(&c.connection_id))),
+            (SK.to_owned(), s(META)),
+            (CONNECTION_ID.to_owned(), s(&c.connection_id)),
+            (USER_ID.to_owned(), s(&c.user_id)),
+            (CONNECTED_AT.to_owned(), n(c.connected_at)),
+            (TTL.to_owned(), n(c.ttl)),
+        ]);
+        if let Some(ip) = &c.source_ip {
+            item.insert(SOURCE_IP.to_owned(), s(ip));
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+                Err(StoreError::AlreadyExists(c.connection_id.clone()))
+            }
+            Err(e) => Err(backend("PutItem", e)),
+        }
+    }
+
+    async fn get_connection(&self, connection_id: &str, now: i64) -> Result<Option<ConnectionView>, StoreError> {
+        let items = self.connection_items(connection_id).await?;
+        let Some(meta) = items.iter().find(|i| get_s(i, SK).as_deref() == Some(META)) else {
+            return Ok(None);
+        };
+        let ttl = get_ttl(meta);
+        if !is_live(ttl, now) {
+            return Ok(None);
+        }
+        let connection = Connection {
+            connection_id: connection_id.to_owned(),
+            user_id: get_s(meta, USER_ID).unwrap_or_default(),
+            connected_at: meta.get(CONNECTED_AT).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0),
+            source_ip: get_s(meta, SOURCE_IP),
+            ttl,
+        };
+        let topics = items
+            .iter()
+            .filter(|i| get_s(i, SK).is_some_and(|sk| sk.starts_with("TOPIC#")) && is_live(get_ttl(i), now))
+            .filter_map(|i| get_s(i, TOPIC))
+            .collect();
+        Ok(Some(ConnectionView { connection, topics }))
+    }
+
+    async fn remove_connection(&self, connection_id: &str) -> Result<(), StoreError> {
+        let keys = self
+            .connection_items(connection_id)
+            .await?
+            .into_iter()
+            .map(|item| item.into_iter().filter(|(k, _)| k == PK || k == SK).collect())
+            .collect();
+        self.delete_keys(keys).await
+    }
+
+    async fn subscribe(&self, connection_id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), StoreError> {
+        // One transaction, so a subscription never outlives a connection that vanished mid-request.
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(META))
+            .condition_expression("attribute_exists(#pk) AND #ttl > :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .expect("table, key and condition are set");
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item(PK, s(connection_pk(connection_id)))
+            .item(SK, s(topic_sk(topic)))
+            .item(CONNECTION_ID, s(connection_id))
+            .item(TOPIC, s(topic))
+            .item(TTL, n(ttl))
+            .build()
+            .expect("table and item are set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Reason 0 is the condition check on the connection row.
+                let condition_failed = matches!(
+                    e.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(t))
+                        if t.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+                );
+                if condition_failed {
+                    Err(StoreError::NotConnected(connection_id.to_owned()))
+                } else {
+                    Err(backend("TransactWriteItems", e))
+                }
+            }
+        }
+    }
+
+    async fn unsubscribe(&self, connection_id: &str, topic: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(topic_sk(topic)))
+            .send()
+            .await
+            .map_err(|e| backend("DeleteItem", e))?;
+        Ok(())
+    }
+
+    fn members(&self, group: Group, now: i64) -> Pages {
+        match group {
+            Group::Everyone => self.scan_everyone(now),
+            Group::User(user) => self.query_index(BY_USER, USER_ID, user, now),
+            Group::Topic(topic) => self.query_index(BY_TOPIC, TOPIC, topic, now),
+        }
+    }
+}

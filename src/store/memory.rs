@@ -1,0 +1,133 @@
+//! In-memory store: unit tests and the local hub's embedded default.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use futures::stream::{self, StreamExt};
+
+use super::{is_live, Connection, ConnectionStore, ConnectionView, Group, Pages, StoreError};
+
+#[derive(Default)]
+struct State {
+    connections: BTreeMap<String, Connection>,
+    /// topic → (connection id → ttl)
+    topics: HashMap<String, BTreeMap<String, i64>>,
+    /// connection id → topics, so removal need not walk every topic.
+    subscriptions: HashMap<String, BTreeSet<String>>,
+}
+
+pub struct MemoryStore {
+    state: Mutex<State>,
+    page_size: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_page_size(1000)
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Small pages let tests exercise the same multi-page paths as DynamoDB.
+    pub fn with_page_size(page_size: usize) -> Self {
+        MemoryStore { state: Mutex::new(State::default()), page_size: page_size.max(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain maps that are still consistent enough to read.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.connections.contains_key(&connection.connection_id) {
+            return Err(StoreError::AlreadyExists(connection.connection_id.clone()));
+        }
+        state.connections.insert(connection.connection_id.clone(), connection.clone());
+        Ok(())
+    }
+
+    async fn get_connection(&self, connection_id: &str, now: i64) -> Result<Option<ConnectionView>, StoreError> {
+        let state = self.lock();
+        let Some(connection) = state.connections.get(connection_id).filter(|c| is_live(c.ttl, now)) else {
+            return Ok(None);
+        };
+        let topics = state
+            .subscriptions
+            .get(connection_id)
+            .into_iter()
+            .flatten()
+            .filter(|t| state.topics.get(*t).and_then(|m| m.get(connection_id)).is_some_and(|ttl| is_live(*ttl, now)))
+            .cloned()
+            .collect();
+        Ok(Some(ConnectionView { connection: connection.clone(), topics }))
+    }
+
+    async fn remove_connection(&self, connection_id: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        state.connections.remove(connection_id);
+        for topic in state.subscriptions.remove(connection_id).unwrap_or_default() {
+            if let Some(members) = state.topics.get_mut(&topic) {
+                members.remove(connection_id);
+                if members.is_empty() {
+                    state.topics.remove(&topic);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, connection_id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if !state.connections.get(connection_id).is_some_and(|c| is_live(c.ttl, now)) {
+            return Err(StoreError::NotConnected(connection_id.to_owned()));
+        }
+        state.topics.entry(topic.to_owned()).or_default().insert(connection_id.to_owned(), ttl);
+        state.subscriptions.entry(connection_id.to_owned()).or_default().insert(topic.to_owned());
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, connection_id: &str, topic: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if let Some(members) = state.topics.get_mut(topic) {
+            members.remove(connection_id);
+        }
+        if let Some(topics) = state.subscriptions.get_mut(connection_id) {
+            topics.remove(topic);
+        }
+        Ok(())
+    }
+
+    fn members(&self, group: Group, now: i64) -> Pages {
+        let state = self.lock();
+        let ids: Vec<String> = match &group {
+            Group::Everyone => {
+                state.connections.values().filter(|c| is_live(c.ttl, now)).map(|c| c.connection_id.clone()).collect()
+            }
+            Group::User(user) => state
+                .connections
+                .values()
+                .filter(|c| &c.user_id == user && is_live(c.ttl, now))
+                .map(|c| c.connection_id.clone())
+                .collect(),
+            Group::Topic(topic) => state
+                .topics
+                .get(topic)
+                .into_iter()
+                .flatten()
+                .filter(|(_, ttl)| is_live(**ttl, now))
+                .map(|(id, _)| id.clone())
+                .collect(),
+        };
+        let pages: Vec<Result<Vec<String>, StoreError>> = ids.chunks(self.page_size).map(|c| Ok(c.to_vec())).collect();
+        stream::iter(pages).boxed()
+    }
+}

@@ -1,0 +1,78 @@
+//! The connection store port: connections, their users and their topic subscriptions.
+//!
+//! Handlers see only [`ConnectionStore`]; [`dynamo::DynamoStore`] and [`memory::MemoryStore`]
+//! implement it. Reads skip rows whose `ttl` has passed, because DynamoDB deletes expired
+//! items lazily (up to days later).
+
+pub mod dynamo;
+pub mod memory;
+pub mod table;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+/// A registered WebSocket connection. Holds no credentials, ever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub connection_id: String,
+    pub user_id: String,
+    /// Epoch milliseconds, as API Gateway reports `connectedAt`.
+    pub connected_at: i64,
+    pub source_ip: Option<String>,
+    /// Epoch seconds after which the row is dead even if still stored.
+    pub ttl: i64,
+}
+
+/// A connection with the topics it subscribes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionView {
+    pub connection: Connection,
+    pub topics: Vec<String>,
+}
+
+/// A set of connections to resolve page by page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Group {
+    Everyone,
+    User(String),
+    Topic(String),
+}
+
+/// Connection ids, one page per backend round trip; an error ends the stream.
+pub type Pages = BoxStream<'static, Result<Vec<String>, StoreError>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("connection {0} already exists")]
+    AlreadyExists(String),
+    #[error("connection {0} is not registered")]
+    NotConnected(String),
+    #[error("store failed during {op}: {message}")]
+    Backend { op: &'static str, message: String },
+}
+
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Registers a connection; fails with `AlreadyExists` rather than overwrite one.
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+
+    /// The live connection and its topics, or `None`.
+    async fn get_connection(&self, connection_id: &str, now: i64) -> Result<Option<ConnectionView>, StoreError>;
+
+    /// Removes the connection and every subscription it holds. Idempotent.
+    async fn remove_connection(&self, connection_id: &str) -> Result<(), StoreError>;
+
+    /// Subscribes a live connection (`NotConnected` otherwise) until `ttl`. Idempotent.
+    async fn subscribe(&self, connection_id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), StoreError>;
+
+    /// Idempotent.
+    async fn unsubscribe(&self, connection_id: &str, topic: &str) -> Result<(), StoreError>;
+
+    /// The live members of `group`, paginated to the end.
+    fn members(&self, group: Group, now: i64) -> Pages;
+}
+
+/// Whether a row with this `ttl` (epoch seconds) is still alive at `now`.
+pub fn is_live(ttl: i64, now: i64) -> bool {
+    ttl > now
+}

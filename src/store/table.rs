@@ -1,0 +1,107 @@
+//! The table's shape, defined once: the DynamoDB store, the tests and the local hub create
+//! the table from this, and the template is checked against it.
+//!
+//! | item          | pk              | sk            | other attributes                                   |
+//! |---------------|-----------------|---------------|----------------------------------------------------|
+//! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, ttl  |
+//! | subscription  | `CONN#<connId>` | `TOPIC#<t>`   | connectionId, topic, ttl                           |
+//!
+//! GSIs are sparse: only connection items carry `userId`, only subscription items carry `topic`.
+//! - `byUser` (userId, connectionId): a user's connections, and broadcast (a segmented Scan of
+//!   this index reads one small item per connection and never a subscription).
+//! - `byTopic` (topic, connectionId): a topic's subscribers.
+//! Both project `ttl` so expired rows are skipped without a second read.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const CONNECTION_ID: &str = "connectionId";
+pub const USER_ID: &str = "userId";
+pub const TOPIC: &str = "topic";
+pub const CONNECTED_AT: &str = "connectedAt";
+pub const SOURCE_IP: &str = "sourceIp";
+pub const TTL: &str = "ttl";
+pub const META: &str = "META";
+pub const BY_USER: &str = "byUser";
+pub const BY_TOPIC: &str = "byTopic";
+
+pub fn connection_pk(connection_id: &str) -> String {
+    format!("CONN#{connection_id}")
+}
+
+pub fn topic_sk(topic: &str) -> String {
+    format!("TOPIC#{topic}")
+}
+
+/// A GSI as plain data, so the template test can compare without the SDK's builders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub hash: &'static str,
+    pub range: &'static str,
+    pub projected: &'static [&'static str],
+}
+
+pub const INDEXES: [IndexSpec; 2] = [
+    IndexSpec { name: BY_USER, hash: USER_ID, range: CONNECTION_ID, projected: &[TTL] },
+    IndexSpec { name: BY_TOPIC, hash: TOPIC, range: CONNECTION_ID, projected: &[TTL] },
+];
+
+/// Every key attribute, all strings.
+pub const KEY_ATTRIBUTES: [&str; 5] = [PK, SK, USER_ID, TOPIC, CONNECTION_ID];
+
+fn key(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("name and type are set")
+}
+
+/// Creates the table (on-demand, TTL on `ttl`) on any DynamoDB-compatible endpoint.
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), aws_sdk_dynamodb::Error> {
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(PK, KeyType::Hash))
+        .key_schema(key(SK, KeyType::Range));
+    for attr in KEY_ATTRIBUTES {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attr)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("name and type are set"),
+        );
+    }
+    for index in INDEXES {
+        let projection = Projection::builder()
+            .projection_type(ProjectionType::Include)
+            .set_non_key_attributes(Some(index.projected.iter().map(|s| s.to_string()).collect()))
+            .build();
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .key_schema(key(index.hash, KeyType::Hash))
+                .key_schema(key(index.range, KeyType::Range))
+                .projection(projection)
+                .build()
+                .expect("name, keys and projection are set"),
+        );
+    }
+    request.send().await?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(TTL)
+                .build()
+                .expect("enabled and attribute are set"),
+        )
+        .send()
+        .await?;
+    Ok(())
+}
