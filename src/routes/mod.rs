@@ -35,7 +35,7 @@ pub struct RouteContext<'a> {
 impl<'a> RouteContext<'a> {
     /// A value from the authorizer's context (`requestContext.authorizer`).
     pub fn authorizer_value(&self, key: &str) -> Option<&'a str> {
-        self.request.request_context.authorizer.other.get(key).and_then(|v| v.as_str())
+        self.request.request_context.authorizer.fields.get(key).and_then(|v| v.as_str())
     }
 
     /// The @connections endpoint: the configured override, else derived from the event.

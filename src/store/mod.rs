@@ -4,6 +4,8 @@
 //! implement it. Reads skip rows whose `ttl` has passed, because DynamoDB deletes expired
 //! items lazily (up to days later).
 
+#[doc(hidden)]
+pub mod contract;
 pub mod dynamo;
 pub mod memory;
 pub mod table;
@@ -75,4 +77,12 @@ pub trait ConnectionStore: Send + Sync {
 /// Whether a row with this `ttl` (epoch seconds) is still alive at `now`.
 pub fn is_live(ttl: i64, now: i64) -> bool {
     ttl > now
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_store_meets_the_contract() {
+        super::contract::run(&super::memory::MemoryStore::with_page_size(10), "t-").await;
+    }
 }

@@ -10,6 +10,7 @@
 //! - `byUser` (userId, connectionId): a user's connections, and broadcast (a segmented Scan of
 //!   this index reads one small item per connection and never a subscription).
 //! - `byTopic` (topic, connectionId): a topic's subscribers.
+//!
 //! Both project `ttl` so expired rows are skipped without a second read.
 
 use aws_sdk_dynamodb::types::{

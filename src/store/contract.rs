@@ -1,0 +1,96 @@
+//! Behaviour every [`ConnectionStore`] must have. The in-memory store runs it in unit tests;
+//! the DynamoDB store runs it against a real DynamoDB-compatible server in `tests/dynamodb.rs`.
+//! Pass a store whose pages hold at most 10 ids, so pagination is exercised.
+
+use std::collections::BTreeSet;
+
+use futures::TryStreamExt;
+
+use super::{Connection, ConnectionStore, Group, StoreError};
+
+fn connection(id: &str, user: &str, ttl: i64) -> Connection {
+    Connection { connection_id: id.into(), user_id: user.into(), connected_at: 1_700_000_000_000, source_ip: Some("203.0.113.10".into()), ttl }
+}
+
+/// All ids of a group, and how many pages they came in.
+pub async fn collect(store: &dyn ConnectionStore, group: Group, now: i64) -> (BTreeSet<String>, usize) {
+    let pages: Vec<Vec<String>> = store.members(group, now).try_collect().await.expect("members readable");
+    let count = pages.len();
+    (pages.into_iter().flatten().collect(), count)
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+/// `p` prefixes every id, user and topic so runs can share a table. Everyone-scans are only
+/// checked for inclusion, for the same reason.
+pub async fn run(store: &dyn ConnectionStore, p: &str) {
+    let now = 1_800_000_000;
+    let live = now + 3600;
+    let (a, b, old) = (format!("{p}a"), format!("{p}b"), format!("{p}old"));
+    let (user, topic, other_topic) = (format!("{p}user"), format!("{p}news"), format!("{p}sport"));
+
+    // Register; a second registration of the same id is refused, not overwritten.
+    store.put_connection(&connection(&a, &user, live)).await.unwrap();
+    store.put_connection(&connection(&b, &user, live)).await.unwrap();
+    let dup = store.put_connection(&connection(&a, "intruder", live)).await;
+    assert_eq!(dup, Err(StoreError::AlreadyExists(a.clone())));
+    let view = store.get_connection(&a, now).await.unwrap().expect("a is registered");
+    assert_eq!(view.connection, connection(&a, &user, live));
+    assert!(view.topics.is_empty());
+
+    // Subscriptions.
+    store.subscribe(&a, &topic, live, now).await.unwrap();
+    store.subscribe(&a, &topic, live, now).await.unwrap(); // idempotent
+    store.subscribe(&a, &other_topic, live, now).await.unwrap();
+    store.subscribe(&b, &topic, live, now).await.unwrap();
+    let mut topics = store.get_connection(&a, now).await.unwrap().unwrap().topics;
+    topics.sort();
+    assert_eq!(topics, vec![topic.clone(), other_topic.clone()]);
+    assert_eq!(collect(store, Group::Topic(topic.clone()), now).await.0, set(&[&a, &b]));
+    assert_eq!(collect(store, Group::User(user.clone()), now).await.0, set(&[&a, &b]));
+    let everyone = collect(store, Group::Everyone, now).await.0;
+    assert!(everyone.contains(&a) && everyone.contains(&b));
+    let ghost = format!("{p}ghost");
+    assert_eq!(store.subscribe(&ghost, &topic, live, now).await, Err(StoreError::NotConnected(ghost.clone())));
+
+    // Expired rows are invisible even while still stored (DynamoDB deletes them lazily).
+    store.put_connection(&connection(&old, &user, now - 1)).await.unwrap();
+    assert_eq!(store.get_connection(&old, now).await.unwrap(), None);
+    assert_eq!(store.subscribe(&old, &topic, live, now).await, Err(StoreError::NotConnected(old.clone())));
+    assert!(!collect(store, Group::User(user.clone()), now).await.0.contains(&old));
+    assert!(!collect(store, Group::Everyone, now).await.0.contains(&old));
+    store.subscribe(&b, &other_topic, now - 1, now).await.unwrap(); // a subscription already expired
+    assert_eq!(collect(store, Group::Topic(other_topic.clone()), now).await.0, set(&[&a]));
+    assert_eq!(store.get_connection(&b, now).await.unwrap().unwrap().topics, vec![topic.clone()]);
+
+    // Unsubscribe, then remove: the connection and all its subscriptions go.
+    store.unsubscribe(&b, &topic).await.unwrap();
+    store.unsubscribe(&b, &topic).await.unwrap(); // idempotent
+    assert_eq!(collect(store, Group::Topic(topic.clone()), now).await.0, set(&[&a]));
+    store.remove_connection(&a).await.unwrap();
+    store.remove_connection(&a).await.unwrap(); // idempotent
+    assert_eq!(store.get_connection(&a, now).await.unwrap(), None);
+    assert!(collect(store, Group::Topic(topic.clone()), now).await.0.is_empty());
+    assert!(collect(store, Group::Topic(other_topic.clone()), now).await.0.is_empty());
+    assert_eq!(collect(store, Group::User(user.clone()), now).await.0, set(&[&b]));
+
+    // Pagination to the end: more members than fit in a page.
+    let many_user = format!("{p}many");
+    let many_topic = format!("{p}crowd");
+    let ids: Vec<String> = (0..57).map(|i| format!("{p}m{i:02}")).collect();
+    for id in &ids {
+        store.put_connection(&connection(id, &many_user, live)).await.unwrap();
+        store.subscribe(id, &many_topic, live, now).await.unwrap();
+    }
+    let expected: BTreeSet<String> = ids.iter().cloned().collect();
+    let (by_user, pages) = collect(store, Group::User(many_user), now).await;
+    assert_eq!(by_user, expected);
+    assert!(pages > 1, "57 members should take several pages, got {pages}");
+    let (by_topic, pages) = collect(store, Group::Topic(many_topic), now).await;
+    assert_eq!(by_topic, expected);
+    assert!(pages > 1, "57 subscribers should take several pages, got {pages}");
+    let everyone = collect(store, Group::Everyone, now).await.0;
+    assert!(expected.is_subset(&everyone), "broadcast scan must reach every page");
+}

@@ -1,0 +1,282 @@
+//! Every sample event in `events/` through the router, against the in-memory backends, with
+//! the configuration in `events/env.json`. The same files drive the release binary in CI.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use wshub::notify::memory::MemoryNotifier;
+use wshub::store::memory::MemoryStore;
+use wshub::store::ConnectionStore;
+use wshub::{Config, Hub};
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+fn env_params() -> serde_json::Map<String, Value> {
+    event("env.json")["Parameters"].as_object().unwrap().clone()
+}
+
+struct Fixture {
+    hub: Hub,
+    store: Arc<MemoryStore>,
+    notifier: Arc<MemoryNotifier>,
+}
+
+fn fixture_with(overrides: &[(&str, &str)]) -> Fixture {
+    let mut params = env_params();
+    for (k, v) in overrides {
+        params.insert(k.to_string(), json!(v));
+    }
+    let config = Config::from_lookup(|name| params.get(name).and_then(Value::as_str).map(str::to_owned)).unwrap();
+    let store = Arc::new(MemoryStore::with_page_size(3));
+    let notifier = Arc::new(MemoryNotifier::new());
+    let hub = Hub::new(config, store.clone(), notifier.clone());
+    Fixture { hub, store, notifier }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(&[])
+}
+
+impl Fixture {
+    async fn send(&self, event: Value) -> Value {
+        wshub::handle(&self.hub, event, None).await.expect("event handled")
+    }
+
+    /// `$connect` for `connection_id` as `user`, then the reply body of each message.
+    async fn connect(&self, connection_id: &str, user: &str) {
+        let mut e = event("connect.json");
+        e["requestContext"]["connectionId"] = json!(connection_id);
+        e["requestContext"]["authorizer"]["userId"] = json!(user);
+        assert_eq!(self.send(e).await["statusCode"], 200);
+    }
+
+    async fn message(&self, connection_id: &str, user: &str, body: Value) -> Value {
+        let mut e = event("ping.json");
+        e["requestContext"]["connectionId"] = json!(connection_id);
+        e["requestContext"]["authorizer"]["userId"] = json!(user);
+        e["requestContext"]["routeKey"] = json!(body["action"].as_str().unwrap_or("$default"));
+        e["body"] = json!(body.to_string());
+        reply(&self.send(e).await)
+    }
+}
+
+fn reply(response: &Value) -> Value {
+    assert_eq!(response["statusCode"], 200, "{response}");
+    serde_json::from_str(response["body"].as_str().expect("reply body")).expect("reply is JSON")
+}
+
+fn effect(response: &Value) -> (&str, &str) {
+    (
+        response["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap(),
+        response["principalId"].as_str().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn authorizer_events() {
+    let f = fixture();
+    assert_eq!(effect(&f.send(event("authorizer-token-header.json")).await), ("Allow", "alice"));
+    assert_eq!(effect(&f.send(event("authorizer-query-string.json")).await), ("Allow", "bob"));
+    assert_eq!(effect(&f.send(event("authorizer-jwt.json")).await), ("Allow", "carol"));
+    let sub = f.send(event("authorizer-subprotocol.json")).await;
+    assert_eq!(effect(&sub), ("Allow", "alice"));
+    assert_eq!(sub["context"], json!({"userId": "alice", "authMethod": "token", "subprotocol": "websocket"}));
+    assert_eq!(effect(&f.send(event("authorizer-bad-token-deny.json")).await), ("Deny", "unauthorized"));
+    assert_eq!(effect(&f.send(event("authorizer-no-token-deny.json")).await), ("Deny", "unauthorized"));
+}
+
+#[tokio::test]
+async fn authorizer_fails_closed_without_credentials() {
+    let f = fixture_with(&[("AUTH_TOKENS", ""), ("JWT_SECRET", "")]);
+    for name in ["authorizer-token-header.json", "authorizer-jwt.json", "authorizer-subprotocol.json"] {
+        assert_eq!(effect(&f.send(event(name)).await).0, "Deny", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn connect_stores_the_connection_and_accepts_the_non_token_subprotocol() {
+    let f = fixture();
+    let response = f.send(event("connect.json")).await;
+    assert_eq!(response["statusCode"], 200);
+    assert_eq!(response["headers"]["sec-websocket-protocol"], "websocket");
+    assert!(!response.to_string().contains("alice-token"), "the token is never echoed");
+    let view = f.store.get_connection("Tq8ZsdsyIAMCJyA=", 1_795_244_400).await.unwrap().expect("stored");
+    assert_eq!(view.connection.user_id, "alice");
+    assert_eq!(view.connection.source_ip.as_deref(), Some("203.0.113.10"));
+    assert_eq!(view.connection.connected_at, 1_795_244_400_000);
+    // A second $connect with the same id is refused, not overwritten.
+    assert_eq!(f.send(event("connect.json")).await["statusCode"], 409);
+}
+
+#[tokio::test]
+async fn connect_without_authorizer_context_is_refused() {
+    let f = fixture();
+    let mut e = event("connect.json");
+    e["requestContext"].as_object_mut().unwrap().remove("authorizer");
+    assert_eq!(f.send(e).await["statusCode"], 403);
+    assert!(f.store.get_connection("Tq8ZsdsyIAMCJyA=", 0).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn route_events_reply_with_frames() {
+    let f = fixture();
+    f.send(event("connect.json")).await;
+    assert_eq!(reply(&f.send(event("ping.json")).await), json!({"action": "pong", "id": 1}));
+    assert_eq!(reply(&f.send(event("subscribe.json")).await), json!({"action": "subscribed", "topic": "news", "id": "s1"}));
+    assert_eq!(
+        reply(&f.send(event("whoami.json")).await),
+        json!({"action": "whoami", "connectionId": "Tq8ZsdsyIAMCJyA=", "userId": "alice", "topics": ["news"]})
+    );
+    assert_eq!(reply(&f.send(event("sendmessage.json")).await), json!({"action": "sent", "topic": "news", "recipients": 0}));
+    assert_eq!(reply(&f.send(event("unsubscribe.json")).await), json!({"action": "unsubscribed", "topic": "news"}));
+    let unknown = reply(&f.send(event("unknown-action.json")).await);
+    assert_eq!((unknown["action"].as_str(), unknown["code"].as_str()), (Some("error"), Some("unknown_action")));
+    let bad = reply(&f.send(event("bad-json-body.json")).await);
+    assert_eq!(bad["code"], "bad_json");
+    assert_eq!(f.send(event("disconnect.json")).await["statusCode"], 200);
+    assert!(f.store.get_connection("Tq8ZsdsyIAMCJyA=", 0).await.unwrap().is_none());
+    // After disconnect, a message from the stale connection gets a clear error.
+    assert_eq!(reply(&f.send(event("whoami.json")).await)["code"], "not_connected");
+    assert_eq!(reply(&f.send(event("subscribe.json")).await)["code"], "not_connected");
+}
+
+#[tokio::test]
+async fn binary_frames_get_an_error() {
+    let f = fixture();
+    let mut e = event("ping.json");
+    e["isBase64Encoded"] = json!(true);
+    assert_eq!(reply(&f.send(e).await)["code"], "bad_json");
+}
+
+#[tokio::test]
+async fn sendmessage_reaches_subscribers_but_not_the_sender() {
+    let f = fixture();
+    f.connect("A", "alice").await;
+    f.connect("B", "bob").await;
+    f.connect("C", "carol").await;
+    for id in ["A", "B"] {
+        f.message(id, "x", json!({"action": "subscribe", "topic": "room"})).await;
+    }
+    let sent = f.message("A", "alice", json!({"action": "sendmessage", "topic": "room", "message": "hi", "id": 9})).await;
+    assert_eq!(sent, json!({"action": "sent", "topic": "room", "recipients": 1, "id": 9}));
+    assert_eq!(
+        f.notifier.frames_for("B"),
+        vec![json!({"action": "message", "topic": "room", "data": "hi", "from": "alice", "id": "Tq8bLcnjoAMCJyA="})]
+    );
+    assert!(f.notifier.frames_for("A").is_empty() && f.notifier.frames_for("C").is_empty());
+}
+
+#[tokio::test]
+async fn client_broadcast_is_off_by_default() {
+    let f = fixture();
+    f.connect("A", "alice").await;
+    f.connect("B", "bob").await;
+    let refused = f.message("A", "alice", json!({"action": "sendmessage", "data": "all"})).await;
+    assert_eq!(refused["code"], "broadcast_disabled");
+    assert!(f.notifier.sent().is_empty());
+
+    let f = fixture_with(&[("ALLOW_CLIENT_BROADCAST", "true")]);
+    f.connect("A", "alice").await;
+    f.connect("B", "bob").await;
+    f.connect("C", "carol").await;
+    let sent = f.message("A", "alice", json!({"action": "sendmessage", "data": "all"})).await;
+    assert_eq!(sent["recipients"], 2);
+}
+
+#[tokio::test]
+async fn oversized_message_is_refused() {
+    let f = fixture();
+    f.connect("A", "alice").await;
+    let big = "x".repeat(130 * 1024);
+    let r = f.message("A", "alice", json!({"action": "sendmessage", "topic": "t", "data": big})).await;
+    assert_eq!(r["code"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn sqs_pushes_reach_their_audience() {
+    let f = fixture();
+    f.connect("Tq8ZsdsyIAMCJyA=", "alice").await;
+    f.connect("A2", "alice").await;
+    f.connect("B", "bob").await;
+    f.message("B", "bob", json!({"action": "subscribe", "topic": "news"})).await;
+    let no_failures = json!({"batchItemFailures": []});
+    assert_eq!(f.send(event("sqs-user.json")).await, no_failures);
+    assert_eq!(f.send(event("sqs-topic.json")).await, no_failures);
+    assert_eq!(f.send(event("sqs-connection.json")).await, no_failures);
+    assert_eq!(f.send(event("sqs-broadcast.json")).await, no_failures);
+    let actions = |id: &str| f.notifier.frames_for(id).iter().map(|m| m["data"].clone()).collect::<Vec<_>>();
+    assert_eq!(
+        actions("Tq8ZsdsyIAMCJyA="),
+        vec![json!({"text": "your export is ready"}), json!({"progress": 42}), json!({"text": "maintenance at 22:00"})]
+    );
+    assert_eq!(actions("A2"), vec![json!({"text": "your export is ready"}), json!({"text": "maintenance at 22:00"})]);
+    assert_eq!(actions("B"), vec![json!({"headline": "wshub 0.1"}), json!({"text": "maintenance at 22:00"})]);
+    // The push frame carries the topic and the SQS messageId.
+    assert_eq!(
+        f.notifier.frames_for("B")[0],
+        json!({"action": "message", "topic": "news", "data": {"headline": "wshub 0.1"}, "id": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d72"})
+    );
+}
+
+#[tokio::test]
+async fn malformed_record_is_reported_and_the_rest_delivered() {
+    let f = fixture();
+    f.connect("B", "bob").await;
+    f.message("B", "bob", json!({"action": "subscribe", "topic": "news"})).await;
+    let response = f.send(event("sqs-batch-with-malformed.json")).await;
+    assert_eq!(response, json!({"batchItemFailures": [{"itemIdentifier": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d75"}]}));
+    assert_eq!(f.notifier.frames_for("B").len(), 1);
+}
+
+#[tokio::test]
+async fn sqs_without_endpoint_fails_every_record() {
+    let f = fixture_with(&[("APIGW_MANAGEMENT_ENDPOINT", "")]);
+    let response = f.send(event("sqs-batch-with-malformed.json")).await;
+    assert_eq!(response["batchItemFailures"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn stale_connection_is_cleaned_up_on_410() {
+    let f = fixture();
+    f.connect("A", "alice").await;
+    f.message("A", "alice", json!({"action": "subscribe", "topic": "news"})).await;
+    f.notifier.mark_gone("A");
+    // 410 is cleanup, not failure: the record succeeds.
+    assert_eq!(f.send(event("sqs-topic.json")).await, json!({"batchItemFailures": []}));
+    assert!(f.store.get_connection("A", 0).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn unrecognized_events_are_errors_that_name_the_keys() {
+    let f = fixture();
+    let err = wshub::handle(&f.hub, json!({"detail-type": "x", "source": "y"}), None).await.unwrap_err();
+    assert_eq!(err.to_string(), "unrecognized event; top-level keys: [detail-type, source]");
+    let diagnostic: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(diagnostic.error_type, "wshub.UnrecognizedEvent");
+    let err = wshub::handle(&f.hub, json!([1, 2]), None).await.unwrap_err();
+    assert_eq!(err.to_string(), "event is an array, not a JSON object");
+    // Records from another source are not SQS.
+    let err = wshub::handle(&f.hub, json!({"Records": [{"eventSource": "aws:s3"}]}), None).await.unwrap_err();
+    assert!(err.to_string().contains("Records"), "{err}");
+    // A route event of the wrong shape is malformed, not a panic.
+    let mut e = event("ping.json");
+    e["requestContext"]["connectedAt"] = json!("yesterday");
+    let err = wshub::handle(&f.hub, e, None).await.unwrap_err();
+    let diagnostic: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(diagnostic.error_type, "wshub.MalformedEvent");
+    // The hub still serves after errors.
+    f.connect("A", "alice").await;
+}
+
+#[tokio::test]
+async fn sqs_record_without_message_id_fails_the_batch() {
+    let f = fixture();
+    let mut e = event("sqs-batch-with-malformed.json");
+    e["Records"][1].as_object_mut().unwrap().remove("messageId");
+    let err = wshub::handle(&f.hub, e, None).await.unwrap_err();
+    let diagnostic: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(diagnostic.error_type, "wshub.BatchFailed");
+}
