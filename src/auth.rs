@@ -87,8 +87,18 @@ impl std::fmt::Debug for AuthConfig {
 impl Clone for AuthConfig {
     fn clone(&self) -> Self {
         AuthConfig {
-            tokens: self.tokens.iter().map(|t| StaticToken { user_id: t.user_id.clone(), digest: t.digest }).collect(),
-            jwt: self.jwt.as_ref().map(|j| Jwt { key: j.key.clone(), validation: j.validation.clone() }),
+            tokens: self
+                .tokens
+                .iter()
+                .map(|t| StaticToken {
+                    user_id: t.user_id.clone(),
+                    digest: t.digest,
+                })
+                .collect(),
+            jwt: self.jwt.as_ref().map(|j| Jwt {
+                key: j.key.clone(),
+                validation: j.validation.clone(),
+            }),
         }
     }
 }
@@ -116,12 +126,21 @@ impl AuthConfig {
                 _ => (ANONYMOUS, entry),
             };
             if token.is_empty() {
-                return Err(AuthConfigError::BadToken { index, reason: "empty token".into() });
+                return Err(AuthConfigError::BadToken {
+                    index,
+                    reason: "empty token".into(),
+                });
             }
             if !valid_user_id(user_id) {
-                return Err(AuthConfigError::BadToken { index, reason: "user id must be 1-128 printable characters".into() });
+                return Err(AuthConfigError::BadToken {
+                    index,
+                    reason: "user id must be 1-128 printable characters".into(),
+                });
             }
-            parsed.push(StaticToken { user_id: user_id.to_owned(), digest: sha256(token.as_bytes()) });
+            parsed.push(StaticToken {
+                user_id: user_id.to_owned(),
+                digest: sha256(token.as_bytes()),
+            });
         }
         let jwt = secret.map(|secret| {
             // Exactly one algorithm: `alg: none`, RS256-with-our-secret-as-key and every other
@@ -138,7 +157,10 @@ impl AuthConfig {
                 Some(aud) => validation.set_audience(&[aud]),
                 None => validation.validate_aud = false,
             }
-            Jwt { key: DecodingKey::from_secret(secret.as_bytes()), validation }
+            Jwt {
+                key: DecodingKey::from_secret(secret.as_bytes()),
+                validation,
+            }
         });
         Ok(AuthConfig { tokens: parsed, jwt })
     }
@@ -169,7 +191,10 @@ impl AuthConfig {
             }
         }
         if let Some(user_id) = found {
-            return Ok(Identity { user_id: user_id.to_owned(), method: AuthMethod::Token });
+            return Ok(Identity {
+                user_id: user_id.to_owned(),
+                method: AuthMethod::Token,
+            });
         }
         match &self.jwt {
             Some(jwt) if token.bytes().filter(|b| *b == b'.').count() == 2 => verify_jwt(jwt, token),
@@ -208,7 +233,10 @@ fn verify_jwt(jwt: &Jwt, token: &str) -> Result<Identity, AuthError> {
         .flatten()
         .find_map(|v| v.as_str().filter(|s| valid_user_id(s)).map(str::to_owned))
         .ok_or(AuthError::NoUserClaim)?;
-    Ok(Identity { user_id, method: AuthMethod::Jwt })
+    Ok(Identity {
+        user_id,
+        method: AuthMethod::Jwt,
+    })
 }
 
 /// User ids become DynamoDB key values and frame fields: bounded and free of control characters.
@@ -226,11 +254,19 @@ pub(crate) mod tests {
     pub const SECRET: &str = "test-secret-with-enough-entropy-0123456789";
 
     pub fn now() -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
     }
 
     pub fn jwt(claims: serde_json::Value) -> String {
-        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
     }
 
     fn config(tokens: &str, secret: Option<&str>) -> AuthConfig {
@@ -274,7 +310,13 @@ pub(crate) mod tests {
         let mut with_user = base.clone();
         with_user["userId"] = json!("carol");
         with_user["sub"] = json!("ignored");
-        assert_eq!(auth.verify(&jwt(with_user)).unwrap(), Identity { user_id: "carol".into(), method: AuthMethod::Jwt });
+        assert_eq!(
+            auth.verify(&jwt(with_user)).unwrap(),
+            Identity {
+                user_id: "carol".into(),
+                method: AuthMethod::Jwt
+            }
+        );
         let mut with_sub = base.clone();
         with_sub["sub"] = json!("dave");
         assert_eq!(auth.verify(&jwt(with_sub)).unwrap().user_id, "dave");
@@ -305,13 +347,24 @@ pub(crate) mod tests {
         // `alg: none` with no signature.
         let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
         let payload = jwt(ok.clone()).split('.').nth(1).unwrap().to_owned();
-        assert!(matches!(auth.verify(&format!("{header}.{payload}.")), Err(AuthError::Jwt(_))));
+        assert!(matches!(
+            auth.verify(&format!("{header}.{payload}.")),
+            Err(AuthError::Jwt(_))
+        ));
         // HS384 with the right secret is still the wrong algorithm.
-        let hs384 = encode(&Header::new(Algorithm::HS384), &ok, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+        let hs384 = encode(
+            &Header::new(Algorithm::HS384),
+            &ok,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
         assert_eq!(auth.verify(&hs384), Err(AuthError::Jwt("algorithm not allowed".into())));
         // A JWT without exp is refused.
         let no_exp = jwt(json!({"sub": "u", "iss": "wshub-tests", "aud": "wshub"}));
-        assert_eq!(auth.verify(&no_exp), Err(AuthError::Jwt("missing required claim".into())));
+        assert_eq!(
+            auth.verify(&no_exp),
+            Err(AuthError::Jwt("missing required claim".into()))
+        );
         assert_eq!(auth.verify("not.a.jwt"), Err(AuthError::Jwt("malformed".into())));
         assert_eq!(auth.verify("garbage"), Err(AuthError::UnknownToken));
     }

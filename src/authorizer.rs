@@ -55,7 +55,12 @@ pub enum TokenSource {
 impl AuthorizerRequest {
     /// First value of a header, by case-insensitive name, from either header map.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let single = self.headers.iter().flatten().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+        let single = self
+            .headers
+            .iter()
+            .flatten()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
         single.or_else(|| {
             self.multi_value_headers
                 .iter()
@@ -67,7 +72,11 @@ impl AuthorizerRequest {
     }
 
     pub fn query(&self, name: &str) -> Option<&str> {
-        let single = self.query_string_parameters.as_ref().and_then(|q| q.get(name)).map(String::as_str);
+        let single = self
+            .query_string_parameters
+            .as_ref()
+            .and_then(|q| q.get(name))
+            .map(String::as_str);
         single.or_else(|| {
             self.multi_value_query_string_parameters
                 .as_ref()
@@ -85,7 +94,9 @@ impl AuthorizerRequest {
 
 /// Splits a `Sec-WebSocket-Protocol` header value into its entries.
 pub fn offered_protocols(header: Option<&str>) -> Vec<&str> {
-    header.map(|h| h.split(',').map(str::trim).filter(|p| !p.is_empty()).collect()).unwrap_or_default()
+    header
+        .map(|h| h.split(',').map(str::trim).filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default()
 }
 
 /// Outcome of authentication: who, how, and which offered subprotocol `$connect` should accept.
@@ -113,21 +124,39 @@ fn authenticate(auth: &AuthConfig, req: &AuthorizerRequest) -> Result<Verdict, (
     if let Some((source, token)) = found {
         let identity = auth.verify(token).map_err(|e| (Some(source), e))?;
         let subprotocol = protocols.first().map(|p| p.to_string());
-        return Ok(Verdict { identity, source, subprotocol });
+        return Ok(Verdict {
+            identity,
+            source,
+            subprotocol,
+        });
     }
     // Browsers cannot set headers, so they offer the token as a subprotocol, e.g.
     // `new WebSocket(url, ["websocket", token])`. The entry that verifies is the token;
     // the first other entry is the protocol `$connect` accepts.
     if protocols.is_empty() {
-        return Err((None, if auth.is_configured() { AuthError::NoToken } else { AuthError::NotConfigured }));
+        return Err((
+            None,
+            if auth.is_configured() {
+                AuthError::NoToken
+            } else {
+                AuthError::NotConfigured
+            },
+        ));
     }
     let mut last_error = AuthError::NoToken;
     for (index, candidate) in protocols.iter().enumerate() {
         match auth.verify(candidate) {
             Ok(identity) => {
-                let subprotocol =
-                    protocols.iter().enumerate().find(|(i, _)| *i != index).map(|(_, p)| p.to_string());
-                return Ok(Verdict { identity, source: TokenSource::Subprotocol, subprotocol });
+                let subprotocol = protocols
+                    .iter()
+                    .enumerate()
+                    .find(|(i, _)| *i != index)
+                    .map(|(_, p)| p.to_string());
+                return Ok(Verdict {
+                    identity,
+                    source: TokenSource::Subprotocol,
+                    subprotocol,
+                });
             }
             Err(AuthError::NotConfigured) => return Err((Some(TokenSource::Subprotocol), AuthError::NotConfigured)),
             Err(e) => last_error = e,
@@ -148,7 +177,12 @@ pub fn authorize(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
             if let Some(p) = verdict.subprotocol {
                 context.insert("subprotocol".into(), p.into());
             }
-            policy(&verdict.identity.user_id, IamPolicyEffect::Allow, &req.method_arn, Value::Object(context))
+            policy(
+                &verdict.identity.user_id,
+                IamPolicyEffect::Allow,
+                &req.method_arn,
+                Value::Object(context),
+            )
         }
         Err((source, reason)) => {
             if reason == AuthError::NotConfigured {
@@ -156,7 +190,12 @@ pub fn authorize(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
             } else {
                 tracing::warn!(connection_id, source = ?source, reason = %reason, "connection denied");
             }
-            policy("unauthorized", IamPolicyEffect::Deny, &req.method_arn, Value::Object(Default::default()))
+            policy(
+                "unauthorized",
+                IamPolicyEffect::Deny,
+                &req.method_arn,
+                Value::Object(Default::default()),
+            )
         }
     }
 }
@@ -208,17 +247,26 @@ mod tests {
     fn each_token_source_in_order() {
         let a = auth();
         let r = authorize(&a, &base(json!({"Token": "s3cret"}), Value::Null));
-        assert_eq!((effect(&r), r["principalId"].as_str(), r["context"]["userId"].as_str()), ("Allow", Some("alice"), Some("alice")));
+        assert_eq!(
+            (effect(&r), r["principalId"].as_str(), r["context"]["userId"].as_str()),
+            ("Allow", Some("alice"), Some("alice"))
+        );
         assert_eq!(r["policyDocument"]["Version"], "2012-10-17");
         assert_eq!(r["policyDocument"]["Statement"][0]["Action"][0], "execute-api:Invoke");
-        assert_eq!(r["policyDocument"]["Statement"][0]["Resource"][0], "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/prod/$connect");
+        assert_eq!(
+            r["policyDocument"]["Statement"][0]["Resource"][0],
+            "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/prod/$connect"
+        );
         let r = authorize(&a, &base(json!({"authorization": "Bearer plain"}), Value::Null));
         assert_eq!(r["context"]["userId"], "anonymous");
         let r = authorize(&a, &base(Value::Null, json!({"token": "s3cret"})));
         assert_eq!(r["context"]["userId"], "alice");
         let token = jwt(json!({"sub": "erin", "exp": now() + 60}));
         let r = authorize(&a, &base(json!({}), json!({"access_token": token})));
-        assert_eq!((r["context"]["userId"].as_str(), r["context"]["authMethod"].as_str()), (Some("erin"), Some("jwt")));
+        assert_eq!(
+            (r["context"]["userId"].as_str(), r["context"]["authMethod"].as_str()),
+            (Some("erin"), Some("jwt"))
+        );
         // The first source found decides, even when it is wrong and a later one is right.
         let r = authorize(&a, &base(json!({"token": "wrong"}), json!({"token": "s3cret"})));
         assert_eq!(effect(&r), "Deny");
@@ -227,12 +275,21 @@ mod tests {
     #[test]
     fn subprotocol_token_is_found_and_never_chosen_as_protocol() {
         let a = auth();
-        let r = authorize(&a, &base(json!({"Sec-WebSocket-Protocol": "websocket, s3cret"}), Value::Null));
+        let r = authorize(
+            &a,
+            &base(json!({"Sec-WebSocket-Protocol": "websocket, s3cret"}), Value::Null),
+        );
         assert_eq!(effect(&r), "Allow");
         assert_eq!(r["context"]["subprotocol"], "websocket");
-        let r = authorize(&a, &base(json!({"sec-websocket-protocol": "s3cret, wshub.v1"}), Value::Null));
+        let r = authorize(
+            &a,
+            &base(json!({"sec-websocket-protocol": "s3cret, wshub.v1"}), Value::Null),
+        );
         assert_eq!(r["context"]["subprotocol"], "wshub.v1");
-        let r = authorize(&a, &base(json!({"Sec-WebSocket-Protocol": "websocket, nope"}), Value::Null));
+        let r = authorize(
+            &a,
+            &base(json!({"Sec-WebSocket-Protocol": "websocket, nope"}), Value::Null),
+        );
         assert_eq!(effect(&r), "Deny");
         assert!(!r.to_string().contains("nope"));
     }
@@ -250,8 +307,20 @@ mod tests {
         let r = authorize(&a, &base(json!({}), Value::Null));
         assert_eq!((effect(&r), r["principalId"].as_str()), ("Deny", Some("unauthorized")));
         assert_eq!(r["context"], json!({}));
-        assert_eq!(effect(&authorize(&a, &base(json!({"Authorization": "Basic czNjcmV0"}), Value::Null))), "Deny");
+        assert_eq!(
+            effect(&authorize(
+                &a,
+                &base(json!({"Authorization": "Basic czNjcmV0"}), Value::Null)
+            )),
+            "Deny"
+        );
         let unconfigured = AuthConfig::from_parts(None, None, None, None).unwrap();
-        assert_eq!(effect(&authorize(&unconfigured, &base(json!({"token": "s3cret"}), Value::Null))), "Deny");
+        assert_eq!(
+            effect(&authorize(
+                &unconfigured,
+                &base(json!({"token": "s3cret"}), Value::Null)
+            )),
+            "Deny"
+        );
     }
 }

@@ -101,7 +101,10 @@ fn parse_number(value: Option<String>, name: &'static str) -> Result<Option<u64>
     let Some(v) = value else { return Ok(None) };
     match v.parse::<u64>() {
         Ok(n) if n > 0 => Ok(Some(n)),
-        _ => Err(ConfigError::Invalid { name, reason: format!("expected a positive whole number, got {v:?}") }),
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: format!("expected a positive whole number, got {v:?}"),
+        }),
     }
 }
 
@@ -139,7 +142,11 @@ mod tests {
 
     #[test]
     fn endpoint_trailing_slash_is_dropped() {
-        let c = config(&[("CONNECTIONS_TABLE", "t"), ("APIGW_MANAGEMENT_ENDPOINT", "http://127.0.0.1:3001/local/")]).unwrap();
+        let c = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("APIGW_MANAGEMENT_ENDPOINT", "http://127.0.0.1:3001/local/"),
+        ])
+        .unwrap();
         assert_eq!(c.management_endpoint.as_deref(), Some("http://127.0.0.1:3001/local"));
     }
 }

@@ -43,7 +43,10 @@ impl From<RouterError> for Diagnostic {
             RouterError::Malformed { .. } => "wshub.MalformedEvent",
             RouterError::Unreportable(_) => "wshub.BatchFailed",
         };
-        Diagnostic { error_type: error_type.into(), error_message: err.to_string() }
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: err.to_string(),
+        }
     }
 }
 
@@ -68,21 +71,35 @@ fn key_list(obj: &Map<String, Value>) -> String {
 }
 
 fn malformed(kind: &'static str) -> impl FnOnce(serde_json::Error) -> RouterError {
-    move |e| RouterError::Malformed { kind, reason: e.to_string() }
+    move |e| RouterError::Malformed {
+        kind,
+        reason: e.to_string(),
+    }
 }
 
 impl Event {
     pub fn from_json(value: Value) -> Result<Event, RouterError> {
-        let Value::Object(obj) = &value else { return Err(RouterError::NotAnObject(json_kind(&value))) };
+        let Value::Object(obj) = &value else {
+            return Err(RouterError::NotAnObject(json_kind(&value)));
+        };
         let context = obj.get("requestContext");
         let route_key = context.and_then(|c| c.get("routeKey")).and_then(Value::as_str);
-        if obj.get("type").and_then(Value::as_str) == Some("REQUEST") && obj.contains_key("methodArn") && route_key == Some("$connect") {
-            return serde_json::from_value(value).map(|r| Event::Authorize(Box::new(r))).map_err(malformed("authorizer"));
+        if obj.get("type").and_then(Value::as_str) == Some("REQUEST")
+            && obj.contains_key("methodArn")
+            && route_key == Some("$connect")
+        {
+            return serde_json::from_value(value)
+                .map(|r| Event::Authorize(Box::new(r)))
+                .map_err(malformed("authorizer"));
         }
-        let has_connection = context.and_then(|c| c.get("connectionId")).is_some_and(Value::is_string);
+        let has_connection = context
+            .and_then(|c| c.get("connectionId"))
+            .is_some_and(Value::is_string);
         let has_route = route_key.is_some() || context.and_then(|c| c.get("eventType")).is_some_and(Value::is_string);
         if has_connection && has_route {
-            return serde_json::from_value(value).map(|r| Event::Route(Box::new(r))).map_err(malformed("WebSocket route"));
+            return serde_json::from_value(value)
+                .map(|r| Event::Route(Box::new(r)))
+                .map_err(malformed("WebSocket route"));
         }
         if let Some(Value::Array(records)) = obj.get("Records") {
             let from_sqs = |r: &Value| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs");
@@ -112,5 +129,8 @@ fn to_value(response: impl serde::Serialize) -> Value {
 /// Classifies and applies one raw event: the entry point for the Lambda runtime and the local hub.
 pub async fn handle(hub: &Hub, event: Value, deadline: Option<Instant>) -> Result<Value, RouterError> {
     let event = Event::from_json(event).inspect_err(|e| tracing::error!(error = %e, "event refused"))?;
-    event.apply(hub, deadline).await.inspect_err(|e| tracing::error!(error = %e, "event failed"))
+    event
+        .apply(hub, deadline)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "event failed"))
 }

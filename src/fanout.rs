@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::time::Instant;
 
-use crate::notify::{NotifyError, Notifier};
+use crate::notify::{Notifier, NotifyError};
 use crate::store::{ConnectionStore, Group, StoreError};
 
 /// Retries of one post. Full jitter: each pause is uniform in [0, min(cap, base·2^attempt)],
@@ -20,7 +20,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 5, base: Duration::from_millis(50), cap: Duration::from_secs(2) }
+        RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(2),
+        }
     }
 }
 
@@ -77,12 +81,21 @@ pub struct Fanout<'a> {
 
 impl Fanout<'_> {
     /// Delivers `frame` to every member of `audience` except `exclude`.
-    pub async fn deliver(&self, endpoint: &str, audience: Audience, frame: &[u8], exclude: Option<&str>, now: i64) -> Report {
+    pub async fn deliver(
+        &self,
+        endpoint: &str,
+        audience: Audience,
+        frame: &[u8],
+        exclude: Option<&str>,
+        now: i64,
+    ) -> Report {
         let pages = match audience {
             Audience::Connection(id) => stream::iter([Ok(vec![id])]).boxed(),
             Audience::Group(group) => self.store.members(group, now),
         };
-        let ids = pages.map_ok(|page| stream::iter(page.into_iter().map(Ok))).try_flatten();
+        let ids = pages
+            .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
+            .try_flatten();
         let mut report = Report::default();
         let mut outcomes = ids
             .map(|id| async move {
@@ -145,13 +158,23 @@ mod tests {
     use crate::store::Connection;
 
     fn fast_retry() -> RetryPolicy {
-        RetryPolicy { max_attempts: 4, base: Duration::from_millis(1), cap: Duration::from_millis(2) }
+        RetryPolicy {
+            max_attempts: 4,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        }
     }
 
     async fn store_with(ids: &[&str]) -> MemoryStore {
         let store = MemoryStore::with_page_size(2);
         for id in ids {
-            let c = Connection { connection_id: id.to_string(), user_id: "u".into(), connected_at: 0, source_ip: None, ttl: 100 };
+            let c = Connection {
+                connection_id: id.to_string(),
+                user_id: "u".into(),
+                connected_at: 0,
+                source_ip: None,
+                ttl: 100,
+            };
             store.put_connection(&c).await.unwrap();
         }
         store
@@ -165,24 +188,57 @@ mod tests {
         notifier.fail_next("c", vec![NotifyError::Throttled; 10]);
         notifier.mark_gone("d");
         let retry = fast_retry();
-        let fanout = Fanout { store: &store, notifier: &notifier, retry: &retry, concurrency: 3, deadline: None };
-        let report = fanout.deliver("http://x", Audience::Group(Group::Everyone), b"hi", Some("e"), 0).await;
-        assert_eq!(report, Report { delivered: 2, gone: 1, failed: 1, store_error: None });
+        let fanout = Fanout {
+            store: &store,
+            notifier: &notifier,
+            retry: &retry,
+            concurrency: 3,
+            deadline: None,
+        };
+        let report = fanout
+            .deliver("http://x", Audience::Group(Group::Everyone), b"hi", Some("e"), 0)
+            .await;
+        assert_eq!(
+            report,
+            Report {
+                delivered: 2,
+                gone: 1,
+                failed: 1,
+                store_error: None
+            }
+        );
         assert!(!report.is_complete());
         let mut got: Vec<String> = notifier.sent().into_iter().map(|(id, _)| id).collect();
         got.sort();
         assert_eq!(got, ["a", "b"]);
-        assert!(store.get_connection("d", 0).await.unwrap().is_none(), "410 removes the stale connection");
+        assert!(
+            store.get_connection("d", 0).await.unwrap().is_none(),
+            "410 removes the stale connection"
+        );
     }
 
     #[tokio::test]
     async fn non_retryable_errors_fail_at_once() {
         let store = store_with(&[]).await;
         let notifier = MemoryNotifier::new();
-        notifier.fail_next("x", vec![NotifyError::Rejected { status: 403, message: "forbidden".into() }]);
+        notifier.fail_next(
+            "x",
+            vec![NotifyError::Rejected {
+                status: 403,
+                message: "forbidden".into(),
+            }],
+        );
         let retry = fast_retry();
-        let fanout = Fanout { store: &store, notifier: &notifier, retry: &retry, concurrency: 1, deadline: None };
-        let report = fanout.deliver("http://x", Audience::Connection("x".into()), b"hi", None, 0).await;
+        let fanout = Fanout {
+            store: &store,
+            notifier: &notifier,
+            retry: &retry,
+            concurrency: 1,
+            deadline: None,
+        };
+        let report = fanout
+            .deliver("http://x", Audience::Connection("x".into()), b"hi", None, 0)
+            .await;
         assert_eq!(report.failed, 1);
         // The scripted 403 was the only failure; a retry would have delivered.
         assert!(notifier.sent().is_empty());
@@ -193,11 +249,23 @@ mod tests {
         let store = store_with(&[]).await;
         let notifier = MemoryNotifier::new();
         notifier.fail_next("x", vec![NotifyError::Throttled]);
-        let retry = RetryPolicy { max_attempts: 5, base: Duration::from_secs(60), cap: Duration::from_secs(60) };
+        let retry = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_secs(60),
+            cap: Duration::from_secs(60),
+        };
         // The deadline has already passed, so any pause overruns it: one attempt, then failure.
         let deadline = Some(Instant::now());
-        let fanout = Fanout { store: &store, notifier: &notifier, retry: &retry, concurrency: 1, deadline };
-        let report = fanout.deliver("http://x", Audience::Connection("x".into()), b"hi", None, 0).await;
+        let fanout = Fanout {
+            store: &store,
+            notifier: &notifier,
+            retry: &retry,
+            concurrency: 1,
+            deadline,
+        };
+        let report = fanout
+            .deliver("http://x", Audience::Connection("x".into()), b"hi", None, 0)
+            .await;
         assert_eq!(report.failed, 1);
     }
 }

@@ -20,7 +20,12 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(config: Config, store: Arc<dyn ConnectionStore>, notifier: Arc<dyn Notifier>) -> Self {
-        Hub { config, store, notifier, retry: RetryPolicy::default() }
+        Hub {
+            config,
+            store,
+            notifier,
+            retry: RetryPolicy::default(),
+        }
     }
 
     /// The Lambda wiring: DynamoDB and the Management API with the standard AWS configuration
@@ -50,5 +55,8 @@ impl Hub {
 
 /// Epoch seconds.
 pub(crate) fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

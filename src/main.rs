@@ -25,6 +25,9 @@ async fn main() -> Result<(), Error> {
 /// Lambda's deadline (epoch ms) as an Instant, less a margin to report failures in.
 fn deadline(deadline_ms: u64) -> Instant {
     const MARGIN_MS: u64 = 1_000;
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     Instant::now() + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms).saturating_sub(MARGIN_MS))
 }

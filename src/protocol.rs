@@ -94,12 +94,17 @@ fn is_zero(n: &usize) -> bool {
 
 impl Frame {
     pub fn error(code: ErrorCode, message: impl Into<String>, id: Option<Value>) -> Frame {
-        Frame::Error { code, message: message.into(), id }
+        Frame::Error {
+            code,
+            message: message.into(),
+            id,
+        }
     }
 
     pub fn to_json(&self) -> String {
         // Serializing these types cannot fail: every map key is a string.
-        serde_json::to_string(self).unwrap_or_else(|_| r#"{"action":"error","code":"internal","message":"unserializable frame"}"#.into())
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"action":"error","code":"internal","message":"unserializable frame"}"#.into())
     }
 }
 
@@ -130,7 +135,11 @@ pub struct Rejection {
 
 impl Rejection {
     fn new(id: &Option<Value>, code: ErrorCode, message: impl Into<String>) -> Self {
-        Rejection { id: id.clone(), code, message: message.into() }
+        Rejection {
+            id: id.clone(),
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn into_frame(self) -> Frame {
@@ -153,19 +162,29 @@ impl Request {
             Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS => Some(Value::String(s)),
             Some(n @ Value::Number(_)) => Some(n),
             Some(_) => {
-                return Err(Rejection::new(&none, ErrorCode::BadRequest, "id must be a number or a string of at most 128 characters"))
+                return Err(Rejection::new(
+                    &none,
+                    ErrorCode::BadRequest,
+                    "id must be a number or a string of at most 128 characters",
+                ))
             }
         };
         let action = match obj.get("action") {
-            None | Some(Value::Null) => return Err(Rejection::new(&id, ErrorCode::MissingAction, "action is required")),
+            None | Some(Value::Null) => {
+                return Err(Rejection::new(&id, ErrorCode::MissingAction, "action is required"))
+            }
             Some(Value::String(a)) => a.clone(),
             Some(_) => return Err(Rejection::new(&id, ErrorCode::MissingAction, "action must be a string")),
         };
         let action = match action.as_str() {
             "ping" => Action::Ping,
             "whoami" => Action::Whoami,
-            "subscribe" => Action::Subscribe { topic: required_topic(&obj, &id)? },
-            "unsubscribe" => Action::Unsubscribe { topic: required_topic(&obj, &id)? },
+            "subscribe" => Action::Subscribe {
+                topic: required_topic(&obj, &id)?,
+            },
+            "unsubscribe" => Action::Unsubscribe {
+                topic: required_topic(&obj, &id)?,
+            },
             "sendmessage" => {
                 let topic = match obj.get("topic") {
                     None | Some(Value::Null) => None,
@@ -212,7 +231,10 @@ pub fn validate_topic(topic: &str) -> Result<(), String> {
     if topic.len() > MAX_TOPIC_CHARS {
         return Err(format!("topic is longer than {MAX_TOPIC_CHARS} characters"));
     }
-    if let Some(bad) = topic.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.:@/-".contains(*c))) {
+    if let Some(bad) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.:@/-".contains(*c)))
+    {
         return Err(format!("topic has a character outside [A-Za-z0-9_.:@/-]: {bad:?}"));
     }
     Ok(())
@@ -229,23 +251,45 @@ mod tests {
 
     #[test]
     fn parses_every_action() {
-        assert_eq!(Request::parse(r#"{"action":"ping","id":7}"#).unwrap(), Request { id: Some(json!(7)), action: Action::Ping });
+        assert_eq!(
+            Request::parse(r#"{"action":"ping","id":7}"#).unwrap(),
+            Request {
+                id: Some(json!(7)),
+                action: Action::Ping
+            }
+        );
         assert_eq!(Request::parse(r#"{"action":"whoami"}"#).unwrap().action, Action::Whoami);
         assert_eq!(
-            Request::parse(r#"{"action":"subscribe","topic":"user:alice"}"#).unwrap().action,
-            Action::Subscribe { topic: "user:alice".into() }
+            Request::parse(r#"{"action":"subscribe","topic":"user:alice"}"#)
+                .unwrap()
+                .action,
+            Action::Subscribe {
+                topic: "user:alice".into()
+            }
         );
         assert_eq!(
-            Request::parse(r#"{"action":"unsubscribe","topic":"a"}"#).unwrap().action,
+            Request::parse(r#"{"action":"unsubscribe","topic":"a"}"#)
+                .unwrap()
+                .action,
             Action::Unsubscribe { topic: "a".into() }
         );
         assert_eq!(
-            Request::parse(r#"{"action":"sendmessage","topic":"a","data":{"x":1}}"#).unwrap().action,
-            Action::SendMessage { topic: Some("a".into()), data: json!({"x":1}) }
+            Request::parse(r#"{"action":"sendmessage","topic":"a","data":{"x":1}}"#)
+                .unwrap()
+                .action,
+            Action::SendMessage {
+                topic: Some("a".into()),
+                data: json!({"x":1})
+            }
         );
         assert_eq!(
-            Request::parse(r#"{"action":"sendmessage","message":"hi"}"#).unwrap().action,
-            Action::SendMessage { topic: None, data: json!("hi") }
+            Request::parse(r#"{"action":"sendmessage","message":"hi"}"#)
+                .unwrap()
+                .action,
+            Action::SendMessage {
+                topic: None,
+                data: json!("hi")
+            }
         );
     }
 
@@ -258,23 +302,51 @@ mod tests {
         let r = reject(r#"{"action":"dance","id":"abc"}"#);
         assert_eq!((r.code, r.id), (ErrorCode::UnknownAction, Some(json!("abc"))));
         assert_eq!(reject(r#"{"action":"subscribe"}"#).code, ErrorCode::BadRequest);
-        assert_eq!(reject(r#"{"action":"subscribe","topic":3}"#).code, ErrorCode::BadRequest);
-        assert_eq!(reject(r#"{"action":"subscribe","topic":"has space"}"#).code, ErrorCode::InvalidTopic);
-        assert_eq!(reject(r#"{"action":"subscribe","topic":""}"#).code, ErrorCode::InvalidTopic);
+        assert_eq!(
+            reject(r#"{"action":"subscribe","topic":3}"#).code,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            reject(r#"{"action":"subscribe","topic":"has space"}"#).code,
+            ErrorCode::InvalidTopic
+        );
+        assert_eq!(
+            reject(r#"{"action":"subscribe","topic":""}"#).code,
+            ErrorCode::InvalidTopic
+        );
         let long = format!(r#"{{"action":"subscribe","topic":"{}"}}"#, "a".repeat(129));
         assert_eq!(reject(&long).code, ErrorCode::InvalidTopic);
-        assert_eq!(reject(r#"{"action":"sendmessage","topic":"a"}"#).code, ErrorCode::BadRequest);
+        assert_eq!(
+            reject(r#"{"action":"sendmessage","topic":"a"}"#).code,
+            ErrorCode::BadRequest
+        );
         assert_eq!(reject(r#"{"action":"ping","id":{"x":1}}"#).code, ErrorCode::BadRequest);
     }
 
     #[test]
     fn frames_serialize_as_documented() {
         assert_eq!(Frame::Pong { id: None }.to_json(), r#"{"action":"pong"}"#);
-        let whoami = Frame::Whoami { connection_id: "c".into(), user_id: "u".into(), topics: vec!["t".into()], id: Some(json!(1)) };
-        assert_eq!(serde_json::to_value(&whoami).unwrap(), json!({"action":"whoami","connectionId":"c","userId":"u","topics":["t"],"id":1}));
+        let whoami = Frame::Whoami {
+            connection_id: "c".into(),
+            user_id: "u".into(),
+            topics: vec!["t".into()],
+            id: Some(json!(1)),
+        };
+        assert_eq!(
+            serde_json::to_value(&whoami).unwrap(),
+            json!({"action":"whoami","connectionId":"c","userId":"u","topics":["t"],"id":1})
+        );
         let err = Frame::error(ErrorCode::InvalidTopic, "bad", None);
-        assert_eq!(serde_json::to_value(&err).unwrap(), json!({"action":"error","code":"invalid_topic","message":"bad"}));
-        let msg = Frame::Message { topic: None, data: json!(1), from: None, id: Some("m".into()) };
+        assert_eq!(
+            serde_json::to_value(&err).unwrap(),
+            json!({"action":"error","code":"invalid_topic","message":"bad"})
+        );
+        let msg = Frame::Message {
+            topic: None,
+            data: json!(1),
+            from: None,
+            id: Some("m".into()),
+        };
         assert_eq!(msg.to_json(), r#"{"action":"message","data":1,"id":"m"}"#);
     }
 }

@@ -38,7 +38,11 @@ pub enum RecordError {
     #[error("frame would exceed {MAX_FRAME_BYTES} bytes")]
     TooLarge,
     #[error("delivery incomplete: {delivered} delivered, {failed} failed{}", store.as_ref().map(|e| format!(", audience read failed: {e}")).unwrap_or_default())]
-    Incomplete { delivered: usize, failed: usize, store: Option<crate::store::StoreError> },
+    Incomplete {
+        delivered: usize,
+        failed: usize,
+        store: Option<crate::store::StoreError>,
+    },
 }
 
 /// A failed record that cannot be named in `batchItemFailures` (no messageId): only failing
@@ -50,11 +54,15 @@ pub struct UnreportableFailure(pub String);
 impl PushRequest {
     pub fn parse(body: &str) -> Result<PushRequest, String> {
         let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-        let Value::Object(mut obj) = value else { return Err("body must be a JSON object".into()) };
+        let Value::Object(mut obj) = value else {
+            return Err("body must be a JSON object".into());
+        };
         const KNOWN: [&str; 6] = ["data", "topic", "userId", "connectionId", "UserId", "Body"];
         if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             let shown: String = unknown.chars().take(64).collect();
-            return Err(format!("unknown key {shown:?}; expected data with at most one of connectionId, userId, topic"));
+            return Err(format!(
+                "unknown key {shown:?}; expected data with at most one of connectionId, userId, topic"
+            ));
         }
         let data = match (obj.remove("data"), obj.remove("Body")) {
             (Some(_), Some(_)) => return Err("give data or Body, not both".into()),
@@ -99,7 +107,11 @@ fn string_field(obj: &mut Map<String, Value>, key: &str) -> Result<Option<String
     }
 }
 
-pub async fn handle(hub: &Hub, event: &SqsEvent, deadline: Option<Instant>) -> Result<SqsBatchResponse, UnreportableFailure> {
+pub async fn handle(
+    hub: &Hub,
+    event: &SqsEvent,
+    deadline: Option<Instant>,
+) -> Result<SqsBatchResponse, UnreportableFailure> {
     let results: Vec<(Option<String>, Result<(), RecordError>)> = stream::iter(&event.records)
         .map(|record| async move { (record.message_id.clone(), deliver_record(hub, record, deadline).await) })
         .buffer_unordered(RECORD_CONCURRENCY)
@@ -136,17 +148,39 @@ async fn deliver_record(hub: &Hub, record: &SqsMessage, deadline: Option<Instant
 
 async fn try_deliver(hub: &Hub, record: &SqsMessage, deadline: Option<Instant>) -> Result<(), RecordError> {
     let request = PushRequest::parse(record.body.as_deref().unwrap_or("")).map_err(RecordError::Malformed)?;
-    let endpoint = hub.config.management_endpoint.as_deref().ok_or(RecordError::NoEndpoint)?;
-    let frame = Frame::Message { topic: request.topic, data: request.data, from: None, id: record.message_id.clone() }.to_json();
+    let endpoint = hub
+        .config
+        .management_endpoint
+        .as_deref()
+        .ok_or(RecordError::NoEndpoint)?;
+    let frame = Frame::Message {
+        topic: request.topic,
+        data: request.data,
+        from: None,
+        id: record.message_id.clone(),
+    }
+    .to_json();
     if frame.len() > MAX_FRAME_BYTES {
         return Err(RecordError::TooLarge);
     }
-    let report = hub.fanout(deadline).deliver(endpoint, request.audience, frame.as_bytes(), None, now_secs()).await;
-    tracing::info!(delivered = report.delivered, gone = report.gone, failed = report.failed, "pushed");
+    let report = hub
+        .fanout(deadline)
+        .deliver(endpoint, request.audience, frame.as_bytes(), None, now_secs())
+        .await;
+    tracing::info!(
+        delivered = report.delivered,
+        gone = report.gone,
+        failed = report.failed,
+        "pushed"
+    );
     if report.is_complete() {
         Ok(())
     } else {
-        Err(RecordError::Incomplete { delivered: report.delivered, failed: report.failed, store: report.store_error })
+        Err(RecordError::Incomplete {
+            delivered: report.delivered,
+            failed: report.failed,
+            store: report.store_error,
+        })
     }
 }
 
@@ -162,10 +196,22 @@ mod tests {
     #[test]
     fn every_body_shape() {
         assert_eq!(audience(r#"{"data":1}"#), Audience::Group(Group::Everyone));
-        assert_eq!(audience(r#"{"userId":"u","data":1}"#), Audience::Group(Group::User("u".into())));
-        assert_eq!(audience(r#"{"UserId":"u","Body":"hi"}"#), Audience::Group(Group::User("u".into())));
-        assert_eq!(audience(r#"{"topic":"t","data":1}"#), Audience::Group(Group::Topic("t".into())));
-        assert_eq!(audience(r#"{"connectionId":"c=","data":null}"#), Audience::Connection("c=".into()));
+        assert_eq!(
+            audience(r#"{"userId":"u","data":1}"#),
+            Audience::Group(Group::User("u".into()))
+        );
+        assert_eq!(
+            audience(r#"{"UserId":"u","Body":"hi"}"#),
+            Audience::Group(Group::User("u".into()))
+        );
+        assert_eq!(
+            audience(r#"{"topic":"t","data":1}"#),
+            Audience::Group(Group::Topic("t".into()))
+        );
+        assert_eq!(
+            audience(r#"{"connectionId":"c=","data":null}"#),
+            Audience::Connection("c=".into())
+        );
         let p = PushRequest::parse(r#"{"topic":"t","data":{"a":[1]}}"#).unwrap();
         assert_eq!((p.topic.as_deref(), p.data), (Some("t"), json!({"a":[1]})));
     }

@@ -78,20 +78,39 @@ fn effect(response: &Value) -> (&str, &str) {
 #[tokio::test]
 async fn authorizer_events() {
     let f = fixture();
-    assert_eq!(effect(&f.send(event("authorizer-token-header.json")).await), ("Allow", "alice"));
-    assert_eq!(effect(&f.send(event("authorizer-query-string.json")).await), ("Allow", "bob"));
+    assert_eq!(
+        effect(&f.send(event("authorizer-token-header.json")).await),
+        ("Allow", "alice")
+    );
+    assert_eq!(
+        effect(&f.send(event("authorizer-query-string.json")).await),
+        ("Allow", "bob")
+    );
     assert_eq!(effect(&f.send(event("authorizer-jwt.json")).await), ("Allow", "carol"));
     let sub = f.send(event("authorizer-subprotocol.json")).await;
     assert_eq!(effect(&sub), ("Allow", "alice"));
-    assert_eq!(sub["context"], json!({"userId": "alice", "authMethod": "token", "subprotocol": "websocket"}));
-    assert_eq!(effect(&f.send(event("authorizer-bad-token-deny.json")).await), ("Deny", "unauthorized"));
-    assert_eq!(effect(&f.send(event("authorizer-no-token-deny.json")).await), ("Deny", "unauthorized"));
+    assert_eq!(
+        sub["context"],
+        json!({"userId": "alice", "authMethod": "token", "subprotocol": "websocket"})
+    );
+    assert_eq!(
+        effect(&f.send(event("authorizer-bad-token-deny.json")).await),
+        ("Deny", "unauthorized")
+    );
+    assert_eq!(
+        effect(&f.send(event("authorizer-no-token-deny.json")).await),
+        ("Deny", "unauthorized")
+    );
 }
 
 #[tokio::test]
 async fn authorizer_fails_closed_without_credentials() {
     let f = fixture_with(&[("AUTH_TOKENS", ""), ("JWT_SECRET", "")]);
-    for name in ["authorizer-token-header.json", "authorizer-jwt.json", "authorizer-subprotocol.json"] {
+    for name in [
+        "authorizer-token-header.json",
+        "authorizer-jwt.json",
+        "authorizer-subprotocol.json",
+    ] {
         assert_eq!(effect(&f.send(event(name)).await).0, "Deny", "{name}");
     }
 }
@@ -102,8 +121,16 @@ async fn connect_stores_the_connection_and_accepts_the_non_token_subprotocol() {
     let response = f.send(event("connect.json")).await;
     assert_eq!(response["statusCode"], 200);
     assert_eq!(response["headers"]["sec-websocket-protocol"], "websocket");
-    assert!(!response.to_string().contains("alice-token"), "the token is never echoed");
-    let view = f.store.get_connection("Tq8ZsdsyIAMCJyA=", 1_795_244_400).await.unwrap().expect("stored");
+    assert!(
+        !response.to_string().contains("alice-token"),
+        "the token is never echoed"
+    );
+    let view = f
+        .store
+        .get_connection("Tq8ZsdsyIAMCJyA=", 1_795_244_400)
+        .await
+        .unwrap()
+        .expect("stored");
     assert_eq!(view.connection.user_id, "alice");
     assert_eq!(view.connection.source_ip.as_deref(), Some("203.0.113.10"));
     assert_eq!(view.connection.connected_at, 1_795_244_400_000);
@@ -124,16 +151,31 @@ async fn connect_without_authorizer_context_is_refused() {
 async fn route_events_reply_with_frames() {
     let f = fixture();
     f.send(event("connect.json")).await;
-    assert_eq!(reply(&f.send(event("ping.json")).await), json!({"action": "pong", "id": 1}));
-    assert_eq!(reply(&f.send(event("subscribe.json")).await), json!({"action": "subscribed", "topic": "news", "id": "s1"}));
+    assert_eq!(
+        reply(&f.send(event("ping.json")).await),
+        json!({"action": "pong", "id": 1})
+    );
+    assert_eq!(
+        reply(&f.send(event("subscribe.json")).await),
+        json!({"action": "subscribed", "topic": "news", "id": "s1"})
+    );
     assert_eq!(
         reply(&f.send(event("whoami.json")).await),
         json!({"action": "whoami", "connectionId": "Tq8ZsdsyIAMCJyA=", "userId": "alice", "topics": ["news"]})
     );
-    assert_eq!(reply(&f.send(event("sendmessage.json")).await), json!({"action": "sent", "topic": "news", "recipients": 0}));
-    assert_eq!(reply(&f.send(event("unsubscribe.json")).await), json!({"action": "unsubscribed", "topic": "news"}));
+    assert_eq!(
+        reply(&f.send(event("sendmessage.json")).await),
+        json!({"action": "sent", "topic": "news", "recipients": 0})
+    );
+    assert_eq!(
+        reply(&f.send(event("unsubscribe.json")).await),
+        json!({"action": "unsubscribed", "topic": "news"})
+    );
     let unknown = reply(&f.send(event("unknown-action.json")).await);
-    assert_eq!((unknown["action"].as_str(), unknown["code"].as_str()), (Some("error"), Some("unknown_action")));
+    assert_eq!(
+        (unknown["action"].as_str(), unknown["code"].as_str()),
+        (Some("error"), Some("unknown_action"))
+    );
     let bad = reply(&f.send(event("bad-json-body.json")).await);
     assert_eq!(bad["code"], "bad_json");
     assert_eq!(f.send(event("disconnect.json")).await["statusCode"], 200);
@@ -158,10 +200,20 @@ async fn sendmessage_reaches_subscribers_but_not_the_sender() {
     f.connect("B", "bob").await;
     f.connect("C", "carol").await;
     for id in ["A", "B"] {
-        f.message(id, "x", json!({"action": "subscribe", "topic": "room"})).await;
+        f.message(id, "x", json!({"action": "subscribe", "topic": "room"}))
+            .await;
     }
-    let sent = f.message("A", "alice", json!({"action": "sendmessage", "topic": "room", "message": "hi", "id": 9})).await;
-    assert_eq!(sent, json!({"action": "sent", "topic": "room", "recipients": 1, "id": 9}));
+    let sent = f
+        .message(
+            "A",
+            "alice",
+            json!({"action": "sendmessage", "topic": "room", "message": "hi", "id": 9}),
+        )
+        .await;
+    assert_eq!(
+        sent,
+        json!({"action": "sent", "topic": "room", "recipients": 1, "id": 9})
+    );
     assert_eq!(
         f.notifier.frames_for("B"),
         vec![json!({"action": "message", "topic": "room", "data": "hi", "from": "alice", "id": "Tq8bLcnjoAMCJyA="})]
@@ -174,7 +226,9 @@ async fn client_broadcast_is_off_by_default() {
     let f = fixture();
     f.connect("A", "alice").await;
     f.connect("B", "bob").await;
-    let refused = f.message("A", "alice", json!({"action": "sendmessage", "data": "all"})).await;
+    let refused = f
+        .message("A", "alice", json!({"action": "sendmessage", "data": "all"}))
+        .await;
     assert_eq!(refused["code"], "broadcast_disabled");
     assert!(f.notifier.sent().is_empty());
 
@@ -182,7 +236,9 @@ async fn client_broadcast_is_off_by_default() {
     f.connect("A", "alice").await;
     f.connect("B", "bob").await;
     f.connect("C", "carol").await;
-    let sent = f.message("A", "alice", json!({"action": "sendmessage", "data": "all"})).await;
+    let sent = f
+        .message("A", "alice", json!({"action": "sendmessage", "data": "all"}))
+        .await;
     assert_eq!(sent["recipients"], 2);
 }
 
@@ -191,7 +247,13 @@ async fn oversized_message_is_refused() {
     let f = fixture();
     f.connect("A", "alice").await;
     let big = "x".repeat(130 * 1024);
-    let r = f.message("A", "alice", json!({"action": "sendmessage", "topic": "t", "data": big})).await;
+    let r = f
+        .message(
+            "A",
+            "alice",
+            json!({"action": "sendmessage", "topic": "t", "data": big}),
+        )
+        .await;
     assert_eq!(r["code"], "payload_too_large");
 }
 
@@ -201,19 +263,42 @@ async fn sqs_pushes_reach_their_audience() {
     f.connect("Tq8ZsdsyIAMCJyA=", "alice").await;
     f.connect("A2", "alice").await;
     f.connect("B", "bob").await;
-    f.message("B", "bob", json!({"action": "subscribe", "topic": "news"})).await;
+    f.message("B", "bob", json!({"action": "subscribe", "topic": "news"}))
+        .await;
     let no_failures = json!({"batchItemFailures": []});
     assert_eq!(f.send(event("sqs-user.json")).await, no_failures);
     assert_eq!(f.send(event("sqs-topic.json")).await, no_failures);
     assert_eq!(f.send(event("sqs-connection.json")).await, no_failures);
     assert_eq!(f.send(event("sqs-broadcast.json")).await, no_failures);
-    let actions = |id: &str| f.notifier.frames_for(id).iter().map(|m| m["data"].clone()).collect::<Vec<_>>();
+    let actions = |id: &str| {
+        f.notifier
+            .frames_for(id)
+            .iter()
+            .map(|m| m["data"].clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
         actions("Tq8ZsdsyIAMCJyA="),
-        vec![json!({"text": "your export is ready"}), json!({"progress": 42}), json!({"text": "maintenance at 22:00"})]
+        vec![
+            json!({"text": "your export is ready"}),
+            json!({"progress": 42}),
+            json!({"text": "maintenance at 22:00"})
+        ]
     );
-    assert_eq!(actions("A2"), vec![json!({"text": "your export is ready"}), json!({"text": "maintenance at 22:00"})]);
-    assert_eq!(actions("B"), vec![json!({"headline": "wshub 0.1"}), json!({"text": "maintenance at 22:00"})]);
+    assert_eq!(
+        actions("A2"),
+        vec![
+            json!({"text": "your export is ready"}),
+            json!({"text": "maintenance at 22:00"})
+        ]
+    );
+    assert_eq!(
+        actions("B"),
+        vec![
+            json!({"headline": "wshub 0.1"}),
+            json!({"text": "maintenance at 22:00"})
+        ]
+    );
     // The push frame carries the topic and the SQS messageId.
     assert_eq!(
         f.notifier.frames_for("B")[0],
@@ -225,9 +310,13 @@ async fn sqs_pushes_reach_their_audience() {
 async fn malformed_record_is_reported_and_the_rest_delivered() {
     let f = fixture();
     f.connect("B", "bob").await;
-    f.message("B", "bob", json!({"action": "subscribe", "topic": "news"})).await;
+    f.message("B", "bob", json!({"action": "subscribe", "topic": "news"}))
+        .await;
     let response = f.send(event("sqs-batch-with-malformed.json")).await;
-    assert_eq!(response, json!({"batchItemFailures": [{"itemIdentifier": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d75"}]}));
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": [{"itemIdentifier": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d75"}]})
+    );
     assert_eq!(f.notifier.frames_for("B").len(), 1);
 }
 
@@ -242,7 +331,8 @@ async fn sqs_without_endpoint_fails_every_record() {
 async fn stale_connection_is_cleaned_up_on_410() {
     let f = fixture();
     f.connect("A", "alice").await;
-    f.message("A", "alice", json!({"action": "subscribe", "topic": "news"})).await;
+    f.message("A", "alice", json!({"action": "subscribe", "topic": "news"}))
+        .await;
     f.notifier.mark_gone("A");
     // 410 is cleanup, not failure: the record succeeds.
     assert_eq!(f.send(event("sqs-topic.json")).await, json!({"batchItemFailures": []}));
@@ -252,14 +342,21 @@ async fn stale_connection_is_cleaned_up_on_410() {
 #[tokio::test]
 async fn unrecognized_events_are_errors_that_name_the_keys() {
     let f = fixture();
-    let err = wshub::handle(&f.hub, json!({"detail-type": "x", "source": "y"}), None).await.unwrap_err();
-    assert_eq!(err.to_string(), "unrecognized event; top-level keys: [detail-type, source]");
+    let err = wshub::handle(&f.hub, json!({"detail-type": "x", "source": "y"}), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unrecognized event; top-level keys: [detail-type, source]"
+    );
     let diagnostic: lambda_runtime::Diagnostic = err.into();
     assert_eq!(diagnostic.error_type, "wshub.UnrecognizedEvent");
     let err = wshub::handle(&f.hub, json!([1, 2]), None).await.unwrap_err();
     assert_eq!(err.to_string(), "event is an array, not a JSON object");
     // Records from another source are not SQS.
-    let err = wshub::handle(&f.hub, json!({"Records": [{"eventSource": "aws:s3"}]}), None).await.unwrap_err();
+    let err = wshub::handle(&f.hub, json!({"Records": [{"eventSource": "aws:s3"}]}), None)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("Records"), "{err}");
     // A route event of the wrong shape is malformed, not a panic.
     let mut e = event("ping.json");

@@ -10,7 +10,7 @@ use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectio
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_apigatewaymanagement::Client;
 
-use super::{NotifyError, Notifier};
+use super::{Notifier, NotifyError};
 
 /// One attempt may take this long before it counts as a transport failure.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,7 +24,10 @@ pub struct ApiGatewayNotifier {
 
 impl ApiGatewayNotifier {
     pub fn new(config: aws_config::SdkConfig) -> Self {
-        ApiGatewayNotifier { config, clients: Mutex::new(HashMap::new()) }
+        ApiGatewayNotifier {
+            config,
+            clients: Mutex::new(HashMap::new()),
+        }
     }
 
     fn client(&self, endpoint: &str) -> Client {
@@ -38,7 +41,9 @@ impl ApiGatewayNotifier {
                     // SDK retries underneath would multiply them invisibly.
                     .retry_config(aws_config::retry::RetryConfig::disabled())
                     .timeout_config(
-                        aws_config::timeout::TimeoutConfig::builder().operation_attempt_timeout(ATTEMPT_TIMEOUT).build(),
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                            .build(),
                     )
                     .build();
                 Client::from_conf(config)
@@ -63,7 +68,9 @@ impl Notifier for ApiGatewayNotifier {
 
 /// The SDK names a 410 `GoneException` only when the response says so in `x-amzn-ErrorType`
 /// or a `__type` body; the status code is the ground truth, so it decides first.
-fn classify(err: SdkError<PostToConnectionError, aws_sdk_apigatewaymanagement::config::http::HttpResponse>) -> NotifyError {
+fn classify(
+    err: SdkError<PostToConnectionError, aws_sdk_apigatewaymanagement::config::http::HttpResponse>,
+) -> NotifyError {
     if let Some(PostToConnectionError::GoneException(_)) = err.as_service_error() {
         return NotifyError::Gone;
     }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{NotifyError, Notifier};
+use super::{Notifier, NotifyError};
 
 #[derive(Default)]
 struct State {
@@ -36,7 +36,9 @@ impl MemoryNotifier {
 
     /// The next posts to `connection_id` fail with these errors, in order.
     pub fn fail_next(&self, connection_id: &str, errors: Vec<NotifyError>) {
-        self.lock().failures.insert(connection_id.to_owned(), errors.into_iter().rev().collect());
+        self.lock()
+            .failures
+            .insert(connection_id.to_owned(), errors.into_iter().rev().collect());
     }
 
     /// Every delivered frame as (connection id, frame text), in delivery order.
@@ -65,7 +67,9 @@ impl Notifier for MemoryNotifier {
         if state.gone.contains(connection_id) {
             return Err(NotifyError::Gone);
         }
-        state.sent.push((connection_id.to_owned(), String::from_utf8_lossy(frame).into_owned()));
+        state
+            .sent
+            .push((connection_id.to_owned(), String::from_utf8_lossy(frame).into_owned()));
         Ok(())
     }
 }

@@ -31,7 +31,10 @@ pub enum NotifyError {
 impl NotifyError {
     /// Worth another try after a pause.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, NotifyError::Throttled | NotifyError::Server(_) | NotifyError::Transport(_))
+        matches!(
+            self,
+            NotifyError::Throttled | NotifyError::Server(_) | NotifyError::Transport(_)
+        )
     }
 
     /// Classifies an HTTP status from an @connections response.
@@ -40,7 +43,10 @@ impl NotifyError {
             410 => NotifyError::Gone,
             429 => NotifyError::Throttled,
             500..=599 => NotifyError::Server(status),
-            _ => NotifyError::Rejected { status, message: message.into() },
+            _ => NotifyError::Rejected {
+                status,
+                message: message.into(),
+            },
         }
     }
 }

@@ -17,7 +17,11 @@ pub async fn handle(ctx: &RouteContext<'_>) -> ApiGatewayProxyResponse {
     let connection = Connection {
         connection_id: ctx.connection_id.to_owned(),
         user_id: user_id.to_owned(),
-        connected_at: if rc.connected_at > 0 { rc.connected_at } else { ctx.now * 1000 },
+        connected_at: if rc.connected_at > 0 {
+            rc.connected_at
+        } else {
+            ctx.now * 1000
+        },
         source_ip: rc.identity.source_ip.clone(),
         ttl: ctx.hub.expiry(ctx.now),
     };
@@ -36,7 +40,12 @@ pub async fn handle(ctx: &RouteContext<'_>) -> ApiGatewayProxyResponse {
     let mut response = status(200);
     // A browser that offered subprotocols drops the socket unless one is accepted. The
     // authorizer chose one that is not the token; accept it only if it was really offered.
-    let offered = offered_protocols(ctx.request.headers.get("sec-websocket-protocol").and_then(|v| v.to_str().ok()));
+    let offered = offered_protocols(
+        ctx.request
+            .headers
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+    );
     if let Some(chosen) = ctx.authorizer_value("subprotocol").filter(|p| offered.contains(p)) {
         if let Ok(value) = HeaderValue::from_str(chosen) {
             response.headers.insert("sec-websocket-protocol", value);

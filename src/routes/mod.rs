@@ -35,7 +35,12 @@ pub struct RouteContext<'a> {
 impl<'a> RouteContext<'a> {
     /// A value from the authorizer's context (`requestContext.authorizer`).
     pub fn authorizer_value(&self, key: &str) -> Option<&'a str> {
-        self.request.request_context.authorizer.fields.get(key).and_then(|v| v.as_str())
+        self.request
+            .request_context
+            .authorizer
+            .fields
+            .get(key)
+            .and_then(|v| v.as_str())
     }
 
     /// The @connections endpoint: the configured override, else derived from the event.
@@ -44,21 +49,38 @@ impl<'a> RouteContext<'a> {
             return Some(endpoint.clone());
         }
         let rc = &self.request.request_context;
-        match (rc.apiid.as_deref(), self.hub.config.region.as_deref(), rc.stage.as_deref()) {
-            (Some(api), Some(region), Some(stage)) => Some(format!("https://{api}.execute-api.{region}.amazonaws.com/{stage}")),
+        match (
+            rc.apiid.as_deref(),
+            self.hub.config.region.as_deref(),
+            rc.stage.as_deref(),
+        ) {
+            (Some(api), Some(region), Some(stage)) => {
+                Some(format!("https://{api}.execute-api.{region}.amazonaws.com/{stage}"))
+            }
             _ => None,
         }
     }
 }
 
-pub async fn handle(hub: &Hub, request: &ApiGatewayWebsocketProxyRequest, deadline: Option<Instant>) -> ApiGatewayProxyResponse {
+pub async fn handle(
+    hub: &Hub,
+    request: &ApiGatewayWebsocketProxyRequest,
+    deadline: Option<Instant>,
+) -> ApiGatewayProxyResponse {
     let rc = &request.request_context;
     // The classifier only lets events with a connectionId through.
     let connection_id = rc.connection_id.as_deref().unwrap_or_default();
     let route_key = rc.route_key.as_deref().unwrap_or("$default");
     let span = tracing::info_span!("route", connection_id, route_key);
     let _guard = span.enter();
-    let mut ctx = RouteContext { hub, request, connection_id, user_id: None, now: now_secs(), deadline };
+    let mut ctx = RouteContext {
+        hub,
+        request,
+        connection_id,
+        user_id: None,
+        now: now_secs(),
+        deadline,
+    };
     ctx.user_id = ctx.authorizer_value("userId");
     match route_key {
         "$connect" => connect::handle(&ctx).await,
@@ -69,7 +91,11 @@ pub async fn handle(hub: &Hub, request: &ApiGatewayWebsocketProxyRequest, deadli
 
 async fn message(ctx: &RouteContext<'_>) -> Frame {
     if ctx.request.is_base64_encoded {
-        return Frame::error(ErrorCode::BadJson, "binary frames are not supported; send a JSON text frame", None);
+        return Frame::error(
+            ErrorCode::BadJson,
+            "binary frames are not supported; send a JSON text frame",
+            None,
+        );
     }
     let request = match Request::parse(ctx.request.body.as_deref().unwrap_or("")) {
         Ok(request) => request,
@@ -91,7 +117,11 @@ async fn message(ctx: &RouteContext<'_>) -> Frame {
 /// The error frame for a store failure, logged here so handlers need not.
 fn store_failure(err: StoreError, id: Option<serde_json::Value>) -> Frame {
     match err {
-        StoreError::NotConnected(_) => Frame::error(ErrorCode::NotConnected, "this connection is not registered; reconnect", id),
+        StoreError::NotConnected(_) => Frame::error(
+            ErrorCode::NotConnected,
+            "this connection is not registered; reconnect",
+            id,
+        ),
         other => {
             tracing::error!(error = %other, "store failure");
             Frame::error(ErrorCode::Internal, "temporary failure; retry", id)

@@ -12,7 +12,11 @@ pub async fn handle(ctx: &RouteContext<'_>, topic: Option<String>, data: Value, 
         Some(t) => Group::Topic(t.clone()),
         None if ctx.hub.config.allow_client_broadcast => Group::Everyone,
         None => {
-            return Frame::error(ErrorCode::BroadcastDisabled, "topic is required (client broadcast is disabled)", id)
+            return Frame::error(
+                ErrorCode::BroadcastDisabled,
+                "topic is required (client broadcast is disabled)",
+                id,
+            )
         }
     };
     let Some(endpoint) = ctx.management_endpoint() else {
@@ -27,18 +31,43 @@ pub async fn handle(ctx: &RouteContext<'_>, topic: Option<String>, data: Value, 
     }
     .to_json();
     if push.len() > MAX_FRAME_BYTES {
-        return Frame::error(ErrorCode::PayloadTooLarge, format!("message frame would exceed {MAX_FRAME_BYTES} bytes"), id);
+        return Frame::error(
+            ErrorCode::PayloadTooLarge,
+            format!("message frame would exceed {MAX_FRAME_BYTES} bytes"),
+            id,
+        );
     }
     // The sender is told how many got it rather than getting its own message back.
     let report = ctx
         .hub
         .fanout(ctx.deadline)
-        .deliver(&endpoint, Audience::Group(group), push.as_bytes(), Some(ctx.connection_id), ctx.now)
+        .deliver(
+            &endpoint,
+            Audience::Group(group),
+            push.as_bytes(),
+            Some(ctx.connection_id),
+            ctx.now,
+        )
         .await;
-    tracing::info!(topic, delivered = report.delivered, gone = report.gone, failed = report.failed, "sendmessage");
+    tracing::info!(
+        topic,
+        delivered = report.delivered,
+        gone = report.gone,
+        failed = report.failed,
+        "sendmessage"
+    );
     if let Some(e) = report.store_error {
         tracing::error!(error = %e, "sendmessage audience incomplete");
-        return Frame::error(ErrorCode::Internal, "temporary failure; the message may have reached only some recipients", id);
+        return Frame::error(
+            ErrorCode::Internal,
+            "temporary failure; the message may have reached only some recipients",
+            id,
+        );
     }
-    Frame::Sent { topic, recipients: report.delivered, failed: report.failed, id }
+    Frame::Sent {
+        topic,
+        recipients: report.delivered,
+        failed: report.failed,
+        id,
+    }
 }

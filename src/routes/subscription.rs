@@ -7,7 +7,12 @@ use crate::protocol::Frame;
 
 pub async fn subscribe(ctx: &RouteContext<'_>, topic: String, id: Option<Value>) -> Frame {
     let expiry = ctx.hub.expiry(ctx.now);
-    match ctx.hub.store.subscribe(ctx.connection_id, &topic, expiry, ctx.now).await {
+    match ctx
+        .hub
+        .store
+        .subscribe(ctx.connection_id, &topic, expiry, ctx.now)
+        .await
+    {
         Ok(()) => {
             tracing::info!(topic, "subscribed");
             Frame::Subscribed { topic, id }

@@ -10,9 +10,18 @@ pub async fn handle(ctx: &RouteContext<'_>, id: Option<Value>) -> Frame {
         Ok(Some(view)) => {
             let mut topics = view.topics;
             topics.sort();
-            Frame::Whoami { connection_id: view.connection.connection_id, user_id: view.connection.user_id, topics, id }
+            Frame::Whoami {
+                connection_id: view.connection.connection_id,
+                user_id: view.connection.user_id,
+                topics,
+                id,
+            }
         }
-        Ok(None) => Frame::error(ErrorCode::NotConnected, "this connection is not registered; reconnect", id),
+        Ok(None) => Frame::error(
+            ErrorCode::NotConnected,
+            "this connection is not registered; reconnect",
+            id,
+        ),
         Err(e) => store_failure(e, id),
     }
 }

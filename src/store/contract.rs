@@ -9,14 +9,28 @@ use futures::TryStreamExt;
 use super::{Connection, ConnectionStore, Group, StoreError};
 
 fn connection(id: &str, user: &str, ttl: i64) -> Connection {
-    Connection { connection_id: id.into(), user_id: user.into(), connected_at: 1_700_000_000_000, source_ip: Some("203.0.113.10".into()), ttl }
+    Connection {
+        connection_id: id.into(),
+        user_id: user.into(),
+        connected_at: 1_700_000_000_000,
+        source_ip: Some("203.0.113.10".into()),
+        ttl,
+    }
 }
 
-/// All ids of a group, and how many pages they came in.
+/// All ids of a group, and how many pages they came in. Fails on a duplicate: each member
+/// must be delivered to once (a Scan whose segments overlap would break that).
 pub async fn collect(store: &dyn ConnectionStore, group: Group, now: i64) -> (BTreeSet<String>, usize) {
-    let pages: Vec<Vec<String>> = store.members(group, now).try_collect().await.expect("members readable");
+    let pages: Vec<Vec<String>> = store
+        .members(group.clone(), now)
+        .try_collect()
+        .await
+        .expect("members readable");
     let count = pages.len();
-    (pages.into_iter().flatten().collect(), count)
+    let all: Vec<String> = pages.into_iter().flatten().collect();
+    let unique: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(unique.len(), all.len(), "{group:?} listed a member twice");
+    (unique, count)
 }
 
 fn set(ids: &[&str]) -> BTreeSet<String> {
@@ -53,17 +67,29 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
     let everyone = collect(store, Group::Everyone, now).await.0;
     assert!(everyone.contains(&a) && everyone.contains(&b));
     let ghost = format!("{p}ghost");
-    assert_eq!(store.subscribe(&ghost, &topic, live, now).await, Err(StoreError::NotConnected(ghost.clone())));
+    assert_eq!(
+        store.subscribe(&ghost, &topic, live, now).await,
+        Err(StoreError::NotConnected(ghost.clone()))
+    );
 
     // Expired rows are invisible even while still stored (DynamoDB deletes them lazily).
     store.put_connection(&connection(&old, &user, now - 1)).await.unwrap();
     assert_eq!(store.get_connection(&old, now).await.unwrap(), None);
-    assert_eq!(store.subscribe(&old, &topic, live, now).await, Err(StoreError::NotConnected(old.clone())));
+    assert_eq!(
+        store.subscribe(&old, &topic, live, now).await,
+        Err(StoreError::NotConnected(old.clone()))
+    );
     assert!(!collect(store, Group::User(user.clone()), now).await.0.contains(&old));
     assert!(!collect(store, Group::Everyone, now).await.0.contains(&old));
     store.subscribe(&b, &other_topic, now - 1, now).await.unwrap(); // a subscription already expired
-    assert_eq!(collect(store, Group::Topic(other_topic.clone()), now).await.0, set(&[&a]));
-    assert_eq!(store.get_connection(&b, now).await.unwrap().unwrap().topics, vec![topic.clone()]);
+    assert_eq!(
+        collect(store, Group::Topic(other_topic.clone()), now).await.0,
+        set(&[&a])
+    );
+    assert_eq!(
+        store.get_connection(&b, now).await.unwrap().unwrap().topics,
+        vec![topic.clone()]
+    );
 
     // Unsubscribe, then remove: the connection and all its subscriptions go.
     store.unsubscribe(&b, &topic).await.unwrap();
@@ -73,7 +99,10 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
     store.remove_connection(&a).await.unwrap(); // idempotent
     assert_eq!(store.get_connection(&a, now).await.unwrap(), None);
     assert!(collect(store, Group::Topic(topic.clone()), now).await.0.is_empty());
-    assert!(collect(store, Group::Topic(other_topic.clone()), now).await.0.is_empty());
+    assert!(collect(store, Group::Topic(other_topic.clone()), now)
+        .await
+        .0
+        .is_empty());
     assert_eq!(collect(store, Group::User(user.clone()), now).await.0, set(&[&b]));
 
     // Pagination to the end: more members than fit in a page.

@@ -31,7 +31,12 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into(), page_size: None, scan_segments: DEFAULT_SCAN_SEGMENTS }
+        DynamoStore {
+            client,
+            table: table.into(),
+            page_size: None,
+            scan_segments: DEFAULT_SCAN_SEGMENTS,
+        }
     }
 
     /// Caps items per Query/Scan page (DynamoDB's own cap is 1 MB); tests use it to force many pages.
@@ -59,7 +64,12 @@ impl DynamoStore {
                 .iter()
                 .map(|key| {
                     WriteRequest::builder()
-                        .delete_request(DeleteRequest::builder().set_key(Some(key.clone())).build().expect("key is set"))
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .set_key(Some(key.clone()))
+                                .build()
+                                .expect("key is set"),
+                        )
                         .build()
                 })
                 .collect();
@@ -82,7 +92,10 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(|e| backend("BatchWriteItem", e))?;
-                pending = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
                 attempt += 1;
             }
         }
@@ -126,7 +139,11 @@ impl DynamoStore {
             .send();
         stream::unfold(pages, move |mut pages| async move {
             let page = pages.next().await?;
-            Some((page.map(|p| live_ids(p.items.unwrap_or_default(), now)).map_err(|e| backend("Query", e)), pages))
+            Some((
+                page.map(|p| live_ids(p.items.unwrap_or_default(), now))
+                    .map_err(|e| backend("Query", e)),
+                pages,
+            ))
         })
         .boxed()
     }
@@ -150,7 +167,11 @@ impl DynamoStore {
                 .send();
             stream::unfold(pages, move |mut pages| async move {
                 let page = pages.next().await?;
-                Some((page.map(|p| live_ids(p.items.unwrap_or_default(), now)).map_err(|e| backend("Scan", e)), pages))
+                Some((
+                    page.map(|p| live_ids(p.items.unwrap_or_default(), now))
+                        .map_err(|e| backend("Scan", e)),
+                    pages,
+                ))
             })
             .boxed()
         });
@@ -172,11 +193,18 @@ fn get_s(item: &Item, name: &str) -> Option<String> {
 
 /// A row without a readable ttl is treated as live: losing a push is worse than one wasted post.
 fn get_ttl(item: &Item) -> i64 {
-    item.get(TTL).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(i64::MAX)
+    item.get(TTL)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(i64::MAX)
 }
 
 fn live_ids(items: Vec<Item>, now: i64) -> Vec<String> {
-    items.iter().filter(|item| is_live(get_ttl(item), now)).filter_map(|item| get_s(item, CONNECTION_ID)).collect()
+    items
+        .iter()
+        .filter(|item| is_live(get_ttl(item), now))
+        .filter_map(|item| get_s(item, CONNECTION_ID))
+        .collect()
 }
 
 fn backend<E, R>(op: &'static str, err: SdkError<E, R>) -> StoreError
@@ -184,7 +212,10 @@ where
     E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    StoreError::Backend { op, message: DisplayErrorContext(&err).to_string() }
+    StoreError::Backend {
+        op,
+        message: DisplayErrorContext(&err).to_string(),
+    }
 }
 
 #[async_trait]
@@ -212,7 +243,10 @@ impl ConnectionStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
                 Err(StoreError::AlreadyExists(c.connection_id.clone()))
             }
             Err(e) => Err(backend("PutItem", e)),
@@ -231,7 +265,11 @@ impl ConnectionStore for DynamoStore {
         let connection = Connection {
             connection_id: connection_id.to_owned(),
             user_id: get_s(meta, USER_ID).unwrap_or_default(),
-            connected_at: meta.get(CONNECTED_AT).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0),
+            connected_at: meta
+                .get(CONNECTED_AT)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
             source_ip: get_s(meta, SOURCE_IP),
             ttl,
         };

@@ -35,7 +35,10 @@ impl MemoryStore {
 
     /// Small pages let tests exercise the same multi-page paths as DynamoDB.
     pub fn with_page_size(page_size: usize) -> Self {
-        MemoryStore { state: Mutex::new(State::default()), page_size: page_size.max(1) }
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            page_size: page_size.max(1),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -51,7 +54,9 @@ impl ConnectionStore for MemoryStore {
         if state.connections.contains_key(&connection.connection_id) {
             return Err(StoreError::AlreadyExists(connection.connection_id.clone()));
         }
-        state.connections.insert(connection.connection_id.clone(), connection.clone());
+        state
+            .connections
+            .insert(connection.connection_id.clone(), connection.clone());
         Ok(())
     }
 
@@ -65,10 +70,19 @@ impl ConnectionStore for MemoryStore {
             .get(connection_id)
             .into_iter()
             .flatten()
-            .filter(|t| state.topics.get(*t).and_then(|m| m.get(connection_id)).is_some_and(|ttl| is_live(*ttl, now)))
+            .filter(|t| {
+                state
+                    .topics
+                    .get(*t)
+                    .and_then(|m| m.get(connection_id))
+                    .is_some_and(|ttl| is_live(*ttl, now))
+            })
             .cloned()
             .collect();
-        Ok(Some(ConnectionView { connection: connection.clone(), topics }))
+        Ok(Some(ConnectionView {
+            connection: connection.clone(),
+            topics,
+        }))
     }
 
     async fn remove_connection(&self, connection_id: &str) -> Result<(), StoreError> {
@@ -87,11 +101,23 @@ impl ConnectionStore for MemoryStore {
 
     async fn subscribe(&self, connection_id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if !state.connections.get(connection_id).is_some_and(|c| is_live(c.ttl, now)) {
+        if !state
+            .connections
+            .get(connection_id)
+            .is_some_and(|c| is_live(c.ttl, now))
+        {
             return Err(StoreError::NotConnected(connection_id.to_owned()));
         }
-        state.topics.entry(topic.to_owned()).or_default().insert(connection_id.to_owned(), ttl);
-        state.subscriptions.entry(connection_id.to_owned()).or_default().insert(topic.to_owned());
+        state
+            .topics
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(connection_id.to_owned(), ttl);
+        state
+            .subscriptions
+            .entry(connection_id.to_owned())
+            .or_default()
+            .insert(topic.to_owned());
         Ok(())
     }
 
@@ -109,9 +135,12 @@ impl ConnectionStore for MemoryStore {
     fn members(&self, group: Group, now: i64) -> Pages {
         let state = self.lock();
         let ids: Vec<String> = match &group {
-            Group::Everyone => {
-                state.connections.values().filter(|c| is_live(c.ttl, now)).map(|c| c.connection_id.clone()).collect()
-            }
+            Group::Everyone => state
+                .connections
+                .values()
+                .filter(|c| is_live(c.ttl, now))
+                .map(|c| c.connection_id.clone())
+                .collect(),
             Group::User(user) => state
                 .connections
                 .values()

@@ -48,15 +48,29 @@ pub struct IndexSpec {
 }
 
 pub const INDEXES: [IndexSpec; 2] = [
-    IndexSpec { name: BY_USER, hash: USER_ID, range: CONNECTION_ID, projected: &[TTL] },
-    IndexSpec { name: BY_TOPIC, hash: TOPIC, range: CONNECTION_ID, projected: &[TTL] },
+    IndexSpec {
+        name: BY_USER,
+        hash: USER_ID,
+        range: CONNECTION_ID,
+        projected: &[TTL],
+    },
+    IndexSpec {
+        name: BY_TOPIC,
+        hash: TOPIC,
+        range: CONNECTION_ID,
+        projected: &[TTL],
+    },
 ];
 
 /// Every key attribute, all strings.
 pub const KEY_ATTRIBUTES: [&str; 5] = [PK, SK, USER_ID, TOPIC, CONNECTION_ID];
 
 fn key(name: &str, kind: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("name and type are set")
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .expect("name and type are set")
 }
 
 /// Creates the table (on-demand, TTL on `ttl`) on any DynamoDB-compatible endpoint.

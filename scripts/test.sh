@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test: format and lint gates, unit tests, and the integration tests against a
+# moto server that this script installs, starts on a free port and stops again.
+# Needs only a Rust toolchain and python3 (with venv) on PATH; installs the rest itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${WSHUB_VENV:-.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+
+mkdir -p target
+port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >target/moto.log 2>&1 &
+moto_pid=$!
+stop_moto() { kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; }
+trap stop_moto EXIT
+
+"$venv/bin/python" - "$port" <<'PY'
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/moto-api/"
+for _ in range(150):
+    try:
+        urllib.request.urlopen(url, timeout=1)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.2)
+sys.exit(f"moto server did not answer on {url}; see target/moto.log")
+PY
+echo "moto server on 127.0.0.1:$port"
+
+# Fake credentials and a region for the SDK; nothing here may reach real AWS.
+export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL || true
+export AWS_EC2_METADATA_DISABLED=true
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked -- --include-ignored

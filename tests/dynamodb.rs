@@ -1,0 +1,150 @@
+//! The DynamoDB store against a real DynamoDB-compatible server (moto server, started by
+//! `scripts/test.sh`, which points `AWS_ENDPOINT_URL_DYNAMODB` at it). Each test makes its own table.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use wshub::notify::memory::MemoryNotifier;
+use wshub::store::dynamo::DynamoStore;
+use wshub::store::table::{self, create_table};
+use wshub::{Config, Hub};
+
+const NEEDS: &str = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh";
+
+async fn fresh_table() -> DynamoStore {
+    assert!(std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(), "{NEEDS}");
+    // The standard configuration chain: this is what proves AWS_ENDPOINT_URL_DYNAMODB is honoured.
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let name = format!("wshub-test-{:016x}", fastrand::u64(..));
+    create_table(&client, &name).await.expect("create table");
+    DynamoStore::new(client, name)
+}
+
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn dynamodb_store_meets_the_contract() {
+    let store = fresh_table().await.with_page_size(10);
+    wshub::store::contract::run(&store, "c-").await;
+}
+
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn table_has_the_defined_keys_indexes_and_ttl() {
+    let store = fresh_table().await;
+    let client = store.client();
+    let described = client
+        .describe_table()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let gsis = described.global_secondary_indexes();
+    for spec in table::INDEXES {
+        let gsi = gsis
+            .iter()
+            .find(|g| g.index_name() == Some(spec.name))
+            .unwrap_or_else(|| panic!("{} missing", spec.name));
+        let keys: Vec<&str> = gsi.key_schema().iter().map(|k| k.attribute_name()).collect();
+        assert_eq!(keys, [spec.hash, spec.range]);
+    }
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.attribute_name(), Some(table::TTL));
+}
+
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn connect_subscribe_push_disconnect() {
+    let store = Arc::new(fresh_table().await);
+    let notifier = Arc::new(MemoryNotifier::new());
+    let config = Config::from_lookup(|name| match name {
+        "CONNECTIONS_TABLE" => Some(store.table().to_owned()),
+        "APIGW_MANAGEMENT_ENDPOINT" => Some("http://127.0.0.1:9/prod".into()),
+        "AUTH_TOKENS" => Some("alice=alice-token".into()),
+        _ => None,
+    })
+    .unwrap();
+    let hub = Hub::new(config, store.clone(), notifier.clone());
+    let route = |route: &str, event_type: &str, body: Option<serde_json::Value>| {
+        json!({
+            "requestContext": {"routeKey": route, "eventType": event_type, "connectionId": "L0SM9cOFvHcCIhw=",
+                "connectedAt": 1795244400000i64, "requestTimeEpoch": 1795244400000i64, "messageId": "m1",
+                "stage": "prod", "apiId": "abcdef1234", "identity": {"sourceIp": "198.51.100.7"},
+                "authorizer": {"principalId": "alice", "userId": "alice", "integrationLatency": 3}},
+            "headers": {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"},
+            "body": body.map(|b| b.to_string()),
+            "isBase64Encoded": false
+        })
+    };
+    let send = |event| wshub::handle(&hub, event, None);
+    assert_eq!(
+        send(route("$connect", "CONNECT", None)).await.unwrap()["statusCode"],
+        200
+    );
+    let r = send(route(
+        "subscribe",
+        "MESSAGE",
+        Some(json!({"action": "subscribe", "topic": "jobs/42"})),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        r["body"],
+        json!({"action": "subscribed", "topic": "jobs/42"}).to_string()
+    );
+    let r = send(route("whoami", "MESSAGE", Some(json!({"action": "whoami"}))))
+        .await
+        .unwrap();
+    let whoami: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(whoami["topics"], json!(["jobs/42"]));
+
+    let sqs = |id: &str, body: serde_json::Value| {
+        json!({"Records": [{"messageId": id, "receiptHandle": "r", "body": body.to_string(), "attributes": {},
+            "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}]})
+    };
+    for (id, body) in [
+        ("p-topic", json!({"topic": "jobs/42", "data": {"progress": 50}})),
+        ("p-user", json!({"userId": "alice", "data": "for alice"})),
+        ("p-all", json!({"data": "for everyone"})),
+    ] {
+        assert_eq!(
+            send(sqs(id, body)).await.unwrap(),
+            json!({"batchItemFailures": []}),
+            "{id}"
+        );
+    }
+    let ids: Vec<String> = notifier
+        .frames_for("L0SM9cOFvHcCIhw=")
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["p-topic", "p-user", "p-all"]);
+
+    assert_eq!(
+        send(route("$disconnect", "DISCONNECT", None)).await.unwrap()["statusCode"],
+        200
+    );
+    let left = store.client().scan().table_name(store.table()).send().await.unwrap();
+    assert_eq!(
+        left.count(),
+        0,
+        "disconnect removes the connection and its subscriptions"
+    );
+    // A push to the departed user now reaches nobody and still succeeds.
+    assert_eq!(
+        send(sqs("p-late", json!({"userId": "alice", "data": 1})))
+            .await
+            .unwrap(),
+        json!({"batchItemFailures": []})
+    );
+    assert_eq!(notifier.sent().len(), 3);
+}
