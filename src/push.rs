@@ -11,6 +11,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures::stream::{self, StreamExt};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::auth::valid_user_id;
 use crate::fanout::Audience;
@@ -135,15 +136,17 @@ pub async fn handle(
 
 async fn deliver_record(hub: &Hub, record: &SqsMessage, deadline: Option<Instant>) -> Result<(), RecordError> {
     let message_id = record.message_id.as_deref().unwrap_or("-");
-    let span = tracing::info_span!("push", message_id);
-    let _guard = span.enter();
-    let result = try_deliver(hub, record, deadline).await;
-    match &result {
-        Ok(()) => {}
-        Err(e @ RecordError::Malformed(_)) => tracing::warn!(error = %e, "record refused; it will reach the DLQ"),
-        Err(e) => tracing::error!(error = %e, "record failed; SQS will redeliver it"),
-    }
-    result
+    let work = async {
+        let result = try_deliver(hub, record, deadline).await;
+        match &result {
+            Ok(()) => {}
+            Err(e @ RecordError::Malformed(_)) => tracing::warn!(error = %e, "record refused; it will reach the DLQ"),
+            Err(e) => tracing::error!(error = %e, "record failed; SQS will redeliver it"),
+        }
+        result
+    };
+    // Every log line of the record, fan-out included, carries its messageId.
+    work.instrument(tracing::info_span!("push", message_id)).await
 }
 
 async fn try_deliver(hub: &Hub, record: &SqsMessage, deadline: Option<Instant>) -> Result<(), RecordError> {

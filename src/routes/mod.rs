@@ -16,6 +16,7 @@ mod whoami;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::hub::{now_secs, Hub};
 use crate::protocol::{Action, ErrorCode, Frame, Request};
@@ -71,8 +72,6 @@ pub async fn handle(
     // The classifier only lets events with a connectionId through.
     let connection_id = rc.connection_id.as_deref().unwrap_or_default();
     let route_key = rc.route_key.as_deref().unwrap_or("$default");
-    let span = tracing::info_span!("route", connection_id, route_key);
-    let _guard = span.enter();
     let mut ctx = RouteContext {
         hub,
         request,
@@ -82,11 +81,16 @@ pub async fn handle(
         deadline,
     };
     ctx.user_id = ctx.authorizer_value("userId");
-    match route_key {
-        "$connect" => connect::handle(&ctx).await,
-        "$disconnect" => disconnect::handle(&ctx).await,
-        _ => reply(message(&ctx).await),
-    }
+    let work = async {
+        match route_key {
+            "$connect" => connect::handle(&ctx).await,
+            "$disconnect" => disconnect::handle(&ctx).await,
+            _ => reply(message(&ctx).await),
+        }
+    };
+    // Every log line of the route carries the connection id.
+    work.instrument(tracing::info_span!("route", connection_id, route_key))
+        .await
 }
 
 async fn message(ctx: &RouteContext<'_>) -> Frame {
