@@ -9,7 +9,7 @@ use wshub::{Config, Hub};
 async fn main() -> Result<(), Error> {
     // JSON lines when the function's log format is JSON (AWS_LAMBDA_LOG_FORMAT).
     lambda_runtime::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
+    let config = Config::from_env().inspect_err(|e| tracing::error!("invalid configuration: {e}"))?;
     if !config.auth.is_configured() {
         tracing::warn!("neither AUTH_TOKENS nor JWT_SECRET is set: every connection will be denied");
     }
