@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 pub const MAX_TOPIC_CHARS: usize = 128;
 const MAX_ID_CHARS: usize = 128;
+/// Every client action. The deployed API has a route (with a reply) for each; see template.yaml.
+pub const ACTIONS: [&str; 5] = ["ping", "subscribe", "unsubscribe", "sendmessage", "whoami"];
 
 /// Stable error codes: clients switch on these, so renaming one is a breaking change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -203,7 +205,7 @@ impl Request {
                 return Err(Rejection::new(
                     &id,
                     ErrorCode::UnknownAction,
-                    format!("unknown action {shown:?}; expected ping, subscribe, unsubscribe, sendmessage or whoami"),
+                    format!("unknown action {shown:?}; expected one of {}", ACTIONS.join(", ")),
                 ));
             }
         };

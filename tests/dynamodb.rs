@@ -1,6 +1,8 @@
 //! The DynamoDB store against a real DynamoDB-compatible server (moto server, started by
 //! `scripts/test.sh`, which points `AWS_ENDPOINT_URL_DYNAMODB` at it). Each test makes its own table.
 
+mod common;
+
 use std::sync::Arc;
 
 use serde_json::json;
@@ -106,11 +108,7 @@ async fn connect_subscribe_push_disconnect() {
     let whoami: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
     assert_eq!(whoami["topics"], json!(["jobs/42"]));
 
-    let sqs = |id: &str, body: serde_json::Value| {
-        json!({"Records": [{"messageId": id, "receiptHandle": "r", "body": body.to_string(), "attributes": {},
-            "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}]})
-    };
+    let sqs = |id: &str, body: serde_json::Value| common::sqs_batch(&[(id, body)]);
     for (id, body) in [
         ("p-topic", json!({"topic": "jobs/42", "data": {"progress": 50}})),
         ("p-user", json!({"userId": "alice", "data": "for alice"})),

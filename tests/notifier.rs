@@ -1,72 +1,16 @@
 //! The Management API notifier against a small local HTTP server playing @connections.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
+use std::sync::Arc;
+
+use common::{sqs_batch, FakeConnections};
 use serde_json::json;
 use wshub::notify::apigw::ApiGatewayNotifier;
 use wshub::notify::{Notifier, NotifyError};
 use wshub::store::memory::MemoryStore;
 use wshub::store::{Connection, ConnectionStore};
 use wshub::{Config, Hub};
-
-/// Per connection id, the statuses to answer in order (the last one repeats); records bodies.
-#[derive(Clone, Default)]
-struct Fake {
-    script: Arc<Mutex<HashMap<String, Vec<u16>>>>,
-    received: Arc<Mutex<Vec<(String, String, String)>>>,
-}
-
-async fn post_to_connection(
-    State(fake): State<Fake>,
-    Path((stage, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    fake.received.lock().unwrap().push((stage, id.clone(), body));
-    assert!(headers.contains_key("authorization"), "requests are SigV4-signed");
-    let status = {
-        let mut script = fake.script.lock().unwrap();
-        let statuses = script.entry(id.clone()).or_insert_with(|| vec![200]);
-        if statuses.len() > 1 {
-            statuses.remove(0)
-        } else {
-            statuses[0]
-        }
-    };
-    match (status, id.as_str()) {
-        // The plain 410, with no error type: the SDK cannot name it, the status must decide.
-        (410, "gone-bare") => StatusCode::GONE.into_response(),
-        (410, _) => (
-            StatusCode::GONE,
-            [("x-amzn-ErrorType", "GoneException")],
-            r#"{"message":null}"#,
-        )
-            .into_response(),
-        (429, _) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("x-amzn-ErrorType", "LimitExceededException")],
-            r#"{"message":"Rate exceeded"}"#,
-        )
-            .into_response(),
-        (s, _) => (StatusCode::from_u16(s).unwrap(), "").into_response(),
-    }
-}
-
-async fn start(fake: Fake) -> String {
-    let app = Router::new()
-        .route("/{stage}/@connections/{id}", post(post_to_connection))
-        .with_state(fake);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/prod")
-}
 
 async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -80,7 +24,7 @@ async fn sdk_config() -> aws_config::SdkConfig {
 
 #[tokio::test]
 async fn statuses_are_classified() {
-    let fake = Fake::default();
+    let fake = FakeConnections::default();
     for (id, status) in [
         ("gone", 410),
         ("gone-bare", 410),
@@ -88,9 +32,9 @@ async fn statuses_are_classified() {
         ("boom", 500),
         ("forbidden", 403),
     ] {
-        fake.script.lock().unwrap().insert(id.into(), vec![status]);
+        fake.script(id, &[status]);
     }
-    let endpoint = start(fake.clone()).await;
+    let endpoint = fake.start().await;
     let notifier = ApiGatewayNotifier::new(sdk_config().await);
     assert_eq!(notifier.send(&endpoint, "ok=", b"{\"a\":1}").await, Ok(()));
     assert_eq!(notifier.send(&endpoint, "gone", b"x").await, Err(NotifyError::Gone));
@@ -110,8 +54,13 @@ async fn statuses_are_classified() {
         notifier.send(&endpoint, "forbidden", b"x").await,
         Err(NotifyError::Rejected { status: 403, .. })
     ));
-    let received = fake.received.lock().unwrap().clone();
-    assert_eq!(received[0], ("prod".into(), "ok=".into(), "{\"a\":1}".into()));
+    let received = fake.received();
+    assert_eq!(
+        (received[0].stage.as_str(), received[0].connection_id.as_str()),
+        ("prod", "ok=")
+    );
+    assert_eq!(received[0].body, "{\"a\":1}");
+    assert!(received.iter().all(|p| p.signed), "every post is SigV4-signed");
     // One request per send: the SDK's own retries are off, the fan-out owns retrying.
     assert_eq!(received.len(), 6);
 }
@@ -137,14 +86,11 @@ async fn unreachable_endpoint_is_a_transport_failure() {
 /// cannot be delivered reported for redelivery.
 #[tokio::test]
 async fn sqs_push_retries_cleans_up_and_reports() {
-    let fake = Fake::default();
-    fake.script
-        .lock()
-        .unwrap()
-        .insert("flaky".into(), vec![429, 429, 503, 200]);
-    fake.script.lock().unwrap().insert("stale".into(), vec![410]);
-    fake.script.lock().unwrap().insert("down".into(), vec![500]);
-    let endpoint = start(fake.clone()).await;
+    let fake = FakeConnections::default();
+    fake.script("flaky", &[429, 429, 503, 200]);
+    fake.script("stale", &[410]);
+    fake.script("down", &[500]);
+    let endpoint = fake.start().await;
     let config = Config::from_lookup(|name| match name {
         "CONNECTIONS_TABLE" => Some("t".into()),
         "APIGW_MANAGEMENT_ENDPOINT" => Some(endpoint.clone()),
@@ -176,22 +122,21 @@ async fn sqs_push_retries_cleans_up_and_reports() {
         };
         store.put_connection(&c).await.unwrap();
     }
-    let record = |id: &str, body: serde_json::Value| {
-        json!({"messageId": id, "receiptHandle": "r", "body": body.to_string(), "attributes": {}, "messageAttributes": {},
-               "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "awsRegion": "us-east-1"})
-    };
-    let batch = json!({"Records": [record("m-u1", json!({"userId": "u1", "data": 1})), record("m-u2", json!({"userId": "u2", "data": 2}))]});
+    let batch = sqs_batch(&[
+        ("m-u1", json!({"userId": "u1", "data": 1})),
+        ("m-u2", json!({"userId": "u2", "data": 2})),
+    ]);
     let response = wshub::handle(&hub, batch, None).await.unwrap();
     assert_eq!(response, json!({"batchItemFailures": [{"itemIdentifier": "m-u2"}]}));
-    let received = fake.received.lock().unwrap().clone();
-    let attempts = |id: &str| received.iter().filter(|(_, c, _)| c == id).count();
+    let attempts = |id: &str| fake.received().iter().filter(|p| p.connection_id == id).count();
     assert_eq!((attempts("flaky"), attempts("stale"), attempts("down")), (4, 1, 5));
     assert!(
         store.get_connection("stale", now).await.unwrap().is_none(),
         "410 removed the stale row"
     );
     assert!(store.get_connection("flaky", now).await.unwrap().is_some());
-    let delivered: serde_json::Value =
-        serde_json::from_str(&received.iter().rfind(|(_, c, _)| c == "flaky").unwrap().2).unwrap();
-    assert_eq!(delivered, json!({"action": "message", "data": 1, "id": "m-u1"}));
+    assert_eq!(
+        fake.frames_for("flaky").last().unwrap(),
+        &json!({"action": "message", "data": 1, "id": "m-u1"})
+    );
 }

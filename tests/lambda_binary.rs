@@ -1,0 +1,310 @@
+//! Every sample event in `events/` drives the built `wshub` binary exactly as Lambda runs it:
+//! the binary polls a Lambda Runtime API served here, stores in moto (started by
+//! `scripts/test.sh`) and posts to a local @connections server. `WSHUB_LAMBDA_BINARY` names the
+//! binary (the script builds the release one); without it, cargo's build of the same binary.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use common::FakeConnections;
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{oneshot, Notify};
+
+/// What the function answered: its response, or the error it reported.
+type Outcome = Result<Value, Value>;
+
+/// A minimal Lambda Runtime API: `next`, `response`, `error`, `init/error`.
+#[derive(Clone, Default)]
+struct RuntimeApi {
+    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
+    queued: Arc<Notify>,
+    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
+    init_error: Arc<Mutex<Option<Value>>>,
+}
+
+async fn next(State(api): State<RuntimeApi>) -> impl IntoResponse {
+    loop {
+        let notified = api.queued.notified();
+        if let Some((id, event)) = api.queue.lock().unwrap().pop_front() {
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 30_000;
+            let headers = [
+                ("lambda-runtime-aws-request-id", id),
+                ("lambda-runtime-deadline-ms", deadline.to_string()),
+                (
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:us-east-1:123456789012:function:wshub".into(),
+                ),
+                (
+                    "lambda-runtime-trace-id",
+                    "Root=1-5f6b2a1e-3c1d2f0b4a5e6d7c8b9a0f1e;Sampled=0".into(),
+                ),
+            ];
+            return (headers, event.to_string());
+        }
+        notified.await;
+    }
+}
+
+fn settle(api: &RuntimeApi, id: &str, outcome: Outcome) {
+    if let Some(tx) = api.waiting.lock().unwrap().remove(id) {
+        let _ = tx.send(outcome);
+    }
+}
+
+async fn response(State(api): State<RuntimeApi>, Path(id): Path<String>, body: Bytes) -> &'static str {
+    settle(&api, &id, Ok(serde_json::from_slice(&body).expect("response is JSON")));
+    "{}"
+}
+
+async fn error(State(api): State<RuntimeApi>, Path(id): Path<String>, _h: HeaderMap, body: Bytes) -> &'static str {
+    settle(&api, &id, Err(serde_json::from_slice(&body).expect("error is JSON")));
+    "{}"
+}
+
+async fn init_error(State(api): State<RuntimeApi>, body: Bytes) -> &'static str {
+    *api.init_error.lock().unwrap() = Some(serde_json::from_slice(&body).unwrap_or(Value::Null));
+    "{}"
+}
+
+impl RuntimeApi {
+    async fn start(&self) -> String {
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr.to_string()
+    }
+
+    async fn invoke(&self, event: Value) -> Outcome {
+        let id = format!("req-{:08x}", fastrand::u32(..));
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().unwrap().insert(id.clone(), tx);
+        self.queue.lock().unwrap().push_back((id, event));
+        self.queued.notify_waiters();
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(outcome)) => outcome,
+            _ => panic!(
+                "no answer from the function in 30 s; init error: {:?}",
+                self.init_error.lock().unwrap()
+            ),
+        }
+    }
+}
+
+fn events_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events")
+}
+
+fn event(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(events_dir().join(name)).unwrap()).unwrap()
+}
+
+fn effect(r: &Value) -> (&str, &str) {
+    (
+        r["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap(),
+        r["principalId"].as_str().unwrap(),
+    )
+}
+
+fn body(r: &Value) -> Value {
+    assert_eq!(r["statusCode"], 200, "{r}");
+    serde_json::from_str(r["body"].as_str().expect("body")).unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn every_sample_event_through_the_lambda_binary() {
+    let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run scripts/test.sh");
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = format!("wshub-binary-{:08x}", fastrand::u32(..));
+    wshub::store::table::create_table(&client, &table).await.unwrap();
+    let connections = FakeConnections::default();
+    let endpoint = connections.start().await;
+    let api = RuntimeApi::default();
+    let runtime_addr = api.start().await;
+
+    let binary = std::env::var("WSHUB_LAMBDA_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_wshub").to_owned());
+    let mut command = tokio::process::Command::new(&binary);
+    for (k, v) in event("env.json")["Parameters"].as_object().unwrap() {
+        command.env(k, v.as_str().unwrap());
+    }
+    command
+        .env("CONNECTIONS_TABLE", &table)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb)
+        .env("APIGW_MANAGEMENT_ENDPOINT", &endpoint)
+        .env("AWS_LAMBDA_RUNTIME_API", &runtime_addr)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "wshub")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/wshub")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/21/[$LATEST]0123456789abcdef")
+        .env("AWS_LAMBDA_LOG_LEVEL", "DEBUG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("{binary}: {e}"));
+    // Drain both pipes as the binary writes: a full pipe would block its logging, and it with it.
+    let drain = |mut pipe: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+        tokio::spawn(async move {
+            let mut out = String::new();
+            let _ = pipe.read_to_string(&mut out).await;
+            out
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+
+    let mut seen = BTreeSet::new();
+    let mut invoke = |name: &'static str| {
+        seen.insert(name);
+        api.invoke(event(name))
+    };
+    let ok = |o: Outcome| o.unwrap_or_else(|e| panic!("function error: {e}"));
+
+    // Authorizer.
+    assert_eq!(
+        effect(&ok(invoke("authorizer-token-header.json").await)),
+        ("Allow", "alice")
+    );
+    assert_eq!(
+        effect(&ok(invoke("authorizer-query-string.json").await)),
+        ("Allow", "bob")
+    );
+    let sub = ok(invoke("authorizer-subprotocol.json").await);
+    assert_eq!(
+        (effect(&sub), &sub["context"]["subprotocol"]),
+        (("Allow", "alice"), &json!("websocket"))
+    );
+    let jwt = ok(invoke("authorizer-jwt.json").await);
+    assert_eq!(effect(&jwt), ("Allow", "carol"));
+    assert_eq!(jwt["context"], json!({"userId": "carol", "authMethod": "jwt"}));
+    assert_eq!(
+        effect(&ok(invoke("authorizer-bad-token-deny.json").await)),
+        ("Deny", "unauthorized")
+    );
+    assert_eq!(
+        effect(&ok(invoke("authorizer-no-token-deny.json").await)),
+        ("Deny", "unauthorized")
+    );
+
+    // Routes.
+    let connect = ok(invoke("connect.json").await);
+    assert_eq!(connect["statusCode"], 200);
+    assert_eq!(connect["headers"]["sec-websocket-protocol"], "websocket");
+    assert_eq!(body(&ok(invoke("ping.json").await)), json!({"action": "pong", "id": 1}));
+    assert_eq!(
+        body(&ok(invoke("subscribe.json").await)),
+        json!({"action": "subscribed", "topic": "news", "id": "s1"})
+    );
+    assert_eq!(
+        body(&ok(invoke("whoami.json").await)),
+        json!({"action": "whoami", "connectionId": "Tq8ZsdsyIAMCJyA=", "userId": "alice", "topics": ["news"]})
+    );
+    // The only subscriber is the sender, who is not sent its own message.
+    assert_eq!(
+        body(&ok(invoke("sendmessage.json").await)),
+        json!({"action": "sent", "topic": "news", "recipients": 0})
+    );
+    assert_eq!(body(&ok(invoke("unknown-action.json").await))["code"], "unknown_action");
+    assert_eq!(body(&ok(invoke("bad-json-body.json").await))["code"], "bad_json");
+
+    // SQS pushes, all to the one connection (subscribed to news, owned by alice).
+    let none = json!({"batchItemFailures": []});
+    for name in [
+        "sqs-topic.json",
+        "sqs-user.json",
+        "sqs-connection.json",
+        "sqs-broadcast.json",
+    ] {
+        assert_eq!(ok(invoke(name).await), none, "{name}");
+    }
+    let malformed = ok(invoke("sqs-batch-with-malformed.json").await);
+    assert_eq!(
+        malformed,
+        json!({"batchItemFailures": [{"itemIdentifier": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d75"}]})
+    );
+    let data: Vec<Value> = connections
+        .frames_for("Tq8ZsdsyIAMCJyA=")
+        .into_iter()
+        .map(|f| f["data"].clone())
+        .collect();
+    assert_eq!(
+        data,
+        [
+            json!({"headline": "wshub 0.1"}),
+            json!({"text": "your export is ready"}),
+            json!({"progress": 42}),
+            json!({"text": "maintenance at 22:00"}),
+            json!("ok")
+        ]
+    );
+    assert!(connections.received().iter().all(|p| p.signed && p.stage == "prod"));
+
+    assert_eq!(
+        body(&ok(invoke("unsubscribe.json").await)),
+        json!({"action": "unsubscribed", "topic": "news"})
+    );
+    assert_eq!(ok(invoke("disconnect.json").await)["statusCode"], 200);
+    let rows = client.scan().table_name(&table).send().await.unwrap().count();
+    assert_eq!(rows, 0, "disconnect left rows behind");
+
+    // An event nobody sends is an error naming its keys, and the process keeps serving.
+    let err = api.invoke(json!({"version": "0", "detail": {}})).await.unwrap_err();
+    assert_eq!(err["errorType"], "wshub.UnrecognizedEvent");
+    assert!(
+        err["errorMessage"].as_str().unwrap().contains("detail, version"),
+        "{err}"
+    );
+    assert_eq!(body(&ok(api.invoke(event("ping.json")).await))["action"], "pong");
+
+    // No sample event is left untested.
+    let files: BTreeSet<String> = std::fs::read_dir(events_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json") && n != "env.json")
+        .collect();
+    let seen: BTreeSet<String> = seen.into_iter().map(str::to_owned).collect();
+    assert_eq!(files, seen, "every events/*.json must be asserted here");
+
+    // Nothing secret reached the logs, even at DEBUG (which includes the SDK's own lines).
+    child.kill().await.unwrap();
+    let logs = stdout.await.unwrap() + &stderr.await.unwrap();
+    assert!(
+        logs.contains("connection allowed"),
+        "expected JSON logs from the binary, got: {logs}"
+    );
+    let secrets = ["alice-token", "bob-token", "not-a-real-token", "local-dev-jwt-secret"];
+    for secret in secrets {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
+    let jwt_token = event("authorizer-jwt.json")["headers"]["Authorization"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_owned();
+    assert!(
+        !logs.contains(&jwt_token[jwt_token.len() - 20..]),
+        "the JWT leaked into the logs"
+    );
+}
