@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: format and lint gates, unit tests, and the integration tests against a
-# moto server that this script installs, starts on a free port and stops again.
-# Needs only a Rust toolchain and python3 (with venv) on PATH; installs the rest itself.
+# Runs every test: format and lint gates, template lints, unit tests, the integration tests
+# against a moto server that this script installs, starts on a free port and stops again, the
+# release binary driven through a local Lambda Runtime API, and `sam build` for arm64.
+# Needs only a Rust toolchain (rustup) and python3 on PATH; installs the rest itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,9 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+# cargo-lambda, zig (via `python -m ziglang`), sam and cfn-lint come from the venv.
+export PATH="$PWD/$venv/bin:$PATH"
+export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1
 
 mkdir -p target
 port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -39,4 +43,24 @@ export AWS_EC2_METADATA_DISABLED=true
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+cfn-lint template.yaml
+sam validate --lint
+
+# tests/lambda_binary.rs runs the release binary, as Lambda would.
+cargo build --release --locked --bin wshub
+export WSHUB_LAMBDA_BINARY="$PWD/target/release/wshub"
 cargo test --all-targets --locked -- --include-ignored
+
+# The deployable artifact: an arm64 bootstrap, cross-built by cargo-lambda with zig.
+rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+sam build
+python3 - .aws-sam/build/HubFunction/bootstrap <<'PY'
+import sys
+path = sys.argv[1]
+with open(path, "rb") as f:
+    header = f.read(20)
+# ELF magic, then e_machine at offset 18: 183 is AArch64.
+if header[:4] != b"\x7fELF" or int.from_bytes(header[18:20], "little") != 183:
+    sys.exit(f"{path} is not an arm64 ELF executable")
+print(f"{path}: arm64 ELF, ok")
+PY
