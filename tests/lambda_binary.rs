@@ -288,6 +288,16 @@ async fn every_sample_event_through_the_lambda_binary() {
     assert_eq!(files, seen, "every events/*.json must be asserted here");
 
     // Nothing secret reached the logs, even at DEBUG (which includes the SDK's own lines).
+    // Peak memory after serving every sample event, for BENCHMARKS.md (printed, never asserted).
+    if let Some(pid) = child.id() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM")) {
+            eprintln!(
+                "wshub binary peak RSS after all sample events: {}",
+                line.trim_start_matches("VmHWM:").trim()
+            );
+        }
+    }
     child.kill().await.unwrap();
     let logs = stdout.await.unwrap() + &stderr.await.unwrap();
     assert!(
