@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: format and lint gates, unit tests, and the integration tests against a
-# moto server that this script installs, starts on a free port and stops again.
-# Needs only a Rust toolchain and python3 (with venv) on PATH; installs the rest itself.
+# Runs every test: format and lint gates, unit tests, the integration tests against a moto
+# server that this script installs, starts on a free port and stops again, and the local hub's
+# end-to-end checks with wscat and headless Chromium (scripts/e2e-local.sh).
+# Needs a Rust toolchain, python3 (with venv) and Node.js with npm on PATH; installs the rest
+# itself (Chromium with apt-get when /usr/bin/chromium is missing, which needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,3 +42,4 @@ export AWS_EC2_METADATA_DISABLED=true
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked -- --include-ignored
+./scripts/e2e-local.sh
