@@ -584,3 +584,49 @@ async fn shutdown_closes_every_socket_with_1001_and_runs_disconnect() {
         );
     }
 }
+
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn dynamodb_backend_creates_its_table_and_serves_a_connection() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run scripts/test.sh");
+    let table = format!("wshub-local-{:016x}", fastrand::u64(..));
+    let store = Arc::new(wshub::local::dynamodb_store(&endpoint, &table).await.unwrap());
+    // A second start finds the table and uses it.
+    wshub::local::dynamodb_store(&endpoint, &table).await.unwrap();
+    let config = local_config(|name| (name == "AUTH_TOKENS").then(|| "t".to_owned()))
+        .unwrap()
+        .config;
+    let hub = LocalHub::bind("127.0.0.1:0", Settings::default(), config, store.clone())
+        .await
+        .unwrap();
+    let (url, http_url) = (hub.ws_url(), hub.http_url());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(hub.serve(async move {
+        let _ = stopped.await;
+    }));
+    let mut ws = connect_to(&url, &[("token", "t")]).await.unwrap();
+    let id = connection_id(&mut ws).await;
+    request(&mut ws, json!({"action": "subscribe", "topic": "d"})).await;
+    let (status, _, text) = http(
+        Method::POST,
+        &format!("{http_url}/_local/sqs"),
+        r#"{"topic":"d","data":"x"}"#,
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, r#"{"batchItemFailures":[]}"#));
+    assert_eq!(next_json(&mut ws).await["data"], "x");
+    assert!(store.get_connection(&id, 0).await.unwrap().is_some());
+    ws.close(None).await.unwrap();
+    for _ in 0..100 {
+        if store.get_connection(&id, 0).await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        store.get_connection(&id, 0).await.unwrap().is_none(),
+        "$disconnect removed the rows"
+    );
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}

@@ -9,7 +9,6 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wshub::local::{self, LocalHub, Settings};
-use wshub::store::dynamo::DynamoStore;
 use wshub::store::memory::MemoryStore;
 use wshub::store::ConnectionStore;
 
@@ -87,7 +86,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .flatten()
     });
     let store: Arc<dyn ConnectionStore> = match &dynamodb_endpoint {
-        Some(endpoint) => Arc::new(dynamo_store(endpoint, &config.table).await?),
+        Some(endpoint) => Arc::new(local::dynamodb_store(endpoint, &config.table).await?),
         None => Arc::new(MemoryStore::new()),
     };
     let settings = Settings {
@@ -139,29 +138,4 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
     tracing::info!("shutting down: closing every socket with 1001");
-}
-
-/// A DynamoDB store on `endpoint`, creating the table when it is missing. A local DynamoDB
-/// accepts any credentials, so dummy ones are used when the environment names none.
-async fn dynamo_store(endpoint: &str, table: &str) -> Result<DynamoStore, Box<dyn std::error::Error>> {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint);
-    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-        loader = loader.region(aws_config::Region::new("us-east-1"));
-    }
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() && std::env::var_os("AWS_PROFILE").is_none() {
-        loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "wshub-local",
-        ));
-    }
-    let client = aws_sdk_dynamodb::Client::new(&loader.load().await);
-    match wshub::store::table::create_table(&client, table).await {
-        Ok(()) => tracing::info!(table, "created the table"),
-        Err(aws_sdk_dynamodb::Error::ResourceInUseException(_)) => tracing::info!(table, "using the existing table"),
-        Err(e) => return Err(format!("cannot create table {table} at {endpoint}: {e}").into()),
-    }
-    Ok(DynamoStore::new(client, table))
 }

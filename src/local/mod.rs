@@ -29,6 +29,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
 use crate::hub::Hub;
+use crate::store::dynamo::DynamoStore;
+use crate::store::table::create_table;
 use crate::store::ConnectionStore;
 use notifier::{LocalNotifier, Registry};
 
@@ -81,6 +83,46 @@ pub fn local_config(lookup: impl Fn(&str) -> Option<String>) -> Result<LocalConf
         _ => lookup(name),
     })?;
     Ok(LocalConfig { config, default_token })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create table {table} at {endpoint}: {source}")]
+pub struct TableError {
+    table: String,
+    endpoint: String,
+    source: aws_sdk_dynamodb::Error,
+}
+
+/// A DynamoDB store on `endpoint` (DynamoDB Local, moto, …), creating the table when missing.
+/// A local DynamoDB accepts any credentials, so dummy ones (and `us-east-1`) are used when the
+/// environment names none; that also spares a fresh machine the slow instance-metadata probe.
+pub async fn dynamodb_store(endpoint: &str, table: &str) -> Result<DynamoStore, TableError> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint);
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+        loader = loader.region(aws_config::Region::new("us-east-1"));
+    }
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() && std::env::var_os("AWS_PROFILE").is_none() {
+        loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "wshub-local",
+        ));
+    }
+    let client = aws_sdk_dynamodb::Client::new(&loader.load().await);
+    match create_table(&client, table).await {
+        Ok(()) => tracing::info!(table, "created the table"),
+        Err(aws_sdk_dynamodb::Error::ResourceInUseException(_)) => tracing::info!(table, "using the existing table"),
+        Err(source) => {
+            return Err(TableError {
+                table: table.to_owned(),
+                endpoint: endpoint.to_owned(),
+                source,
+            })
+        }
+    }
+    Ok(DynamoStore::new(client, table))
 }
 
 /// Shared by every request and socket of one hub.
