@@ -36,11 +36,20 @@ pub(crate) struct ConnectionPath {
 
 type PathParams = Result<Path<ConnectionPath>, PathRejection>;
 
+/// An error answer, small enough to return by value (a `Response` is not).
+pub(crate) struct Refusal(StatusCode, &'static str, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1, self.2)
+    }
+}
+
 /// The connection id, or the error for a bad path or a stage this hub does not serve.
-fn connection_id(state: &State, path: PathParams) -> Result<String, Response> {
-    let Path(path) = path.map_err(|r| error(r.status(), "BadRequestException", r.body_text()))?;
+fn connection_id(state: &State, path: PathParams) -> Result<String, Refusal> {
+    let Path(path) = path.map_err(|r| Refusal(r.status(), "BadRequestException", r.body_text()))?;
     match path.stage {
-        Some(stage) if stage != state.settings.stage => Err(error(
+        Some(stage) if stage != state.settings.stage => Err(Refusal(
             StatusCode::NOT_FOUND,
             "NotFoundException",
             format!("no stage {stage:?}; this hub serves /{}", state.settings.stage),
@@ -49,104 +58,93 @@ fn connection_id(state: &State, path: PathParams) -> Result<String, Response> {
     }
 }
 
-fn gone(id: &str) -> Response {
-    error(
+fn gone(id: &str) -> Refusal {
+    Refusal(
         StatusCode::GONE,
         "GoneException",
         format!("connection {id} is not open"),
     )
 }
 
-fn body_error(rejection: BytesRejection) -> Response {
-    error(rejection.status(), "BadRequestException", rejection.body_text())
+fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Refusal> {
+    body.map_err(|r| Refusal(r.status(), "BadRequestException", r.body_text()))
 }
 
 /// PostToConnection.
 pub(crate) async fn post_to_connection(
     Extract(state): Extract<Arc<State>>,
     path: PathParams,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let id = match connection_id(&state, path) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return body_error(rejection),
-    };
-    if body.len() > MAX_MESSAGE_BYTES {
-        return error(
+    data: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, Refusal> {
+    let id = connection_id(&state, path)?;
+    let data = body(data)?;
+    if data.len() > MAX_MESSAGE_BYTES {
+        return Err(Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PayloadTooLargeException",
-            format!("data is {} bytes; the limit is {MAX_MESSAGE_BYTES}", body.len()),
-        );
+            format!("data is {} bytes; the limit is {MAX_MESSAGE_BYTES}", data.len()),
+        ));
     }
-    match state.registry.post(&id, &body) {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(_) => gone(&id),
-    }
+    state.registry.post(&id, &data).map_err(|_| gone(&id))?;
+    Ok(StatusCode::OK)
 }
 
 /// GetConnection: times as ISO 8601, as the SDKs parse them.
-pub(crate) async fn get_connection(Extract(state): Extract<Arc<State>>, path: PathParams) -> Response {
-    let id = match connection_id(&state, path) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let Some(socket) = state.registry.get(&id) else {
-        return gone(&id);
-    };
+pub(crate) async fn get_connection(
+    Extract(state): Extract<Arc<State>>,
+    path: PathParams,
+) -> Result<Json<serde_json::Value>, Refusal> {
+    let id = connection_id(&state, path)?;
+    let socket = state.registry.get(&id).ok_or_else(|| gone(&id))?;
     let iso = |ms: i64| DateTime::from_millis(ms).fmt(DateTimeFormat::DateTime).ok();
-    Json(json!({
+    Ok(Json(json!({
         "connectedAt": iso(socket.connected_at),
         "lastActiveAt": iso(socket.last_active_at()),
         "identity": {"sourceIp": socket.source_ip, "userAgent": socket.user_agent},
-    }))
-    .into_response()
+    })))
 }
 
 /// DeleteConnection: the socket closes and `$disconnect` runs, as in API Gateway.
-pub(crate) async fn delete_connection(Extract(state): Extract<Arc<State>>, path: PathParams) -> Response {
-    let id = match connection_id(&state, path) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
+pub(crate) async fn delete_connection(
+    Extract(state): Extract<Arc<State>>,
+    path: PathParams,
+) -> Result<StatusCode, Refusal> {
+    let id = connection_id(&state, path)?;
     if state.registry.close(&id, DELETE_CLOSE_CODE, "") {
-        StatusCode::NO_CONTENT.into_response()
+        Ok(StatusCode::NO_CONTENT)
     } else {
-        gone(&id)
+        Err(gone(&id))
     }
 }
 
 /// `POST /_local/sqs`: the body becomes one SQS record, delivered as the event source mapping
 /// would; the answer is the handler's `{"batchItemFailures": […]}` once delivery is done.
-pub(crate) async fn inject_sqs(Extract(state): Extract<Arc<State>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return body_error(rejection),
-    };
-    if body.is_empty() {
-        return error(
+pub(crate) async fn inject_sqs(
+    Extract(state): Extract<Arc<State>>,
+    message: Result<Bytes, BytesRejection>,
+) -> Result<Response, Refusal> {
+    let message = body(message)?;
+    if message.is_empty() {
+        return Err(Refusal(
             StatusCode::BAD_REQUEST,
             "MissingParameter",
-            "empty body: send the SQS message body, e.g. {\"data\":\"hi\"}",
-        );
+            "empty body: send the SQS message body, e.g. {\"data\":\"hi\"}".into(),
+        ));
     }
-    if body.len() > MAX_SQS_BODY_BYTES {
-        return error(
+    if message.len() > MAX_SQS_BODY_BYTES {
+        return Err(Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             "InvalidParameterValue",
-            format!("message is {} bytes; SQS allows {MAX_SQS_BODY_BYTES}", body.len()),
-        );
+            format!("message is {} bytes; SQS allows {MAX_SQS_BODY_BYTES}", message.len()),
+        ));
     }
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return error(
+    let text = std::str::from_utf8(&message).map_err(|_| {
+        Refusal(
             StatusCode::BAD_REQUEST,
             "InvalidMessageContents",
-            "the message body must be UTF-8 text, as SQS requires",
-        );
-    };
+            "the message body must be UTF-8 text, as SQS requires".into(),
+        )
+    })?;
     let message_id = events::message_id();
     let event = events::sqs_event(&message_id, text, QUEUE);
     // Lambda's default timeout for an SQS consumer is the visibility timeout's scale: 30 s.
@@ -166,7 +164,7 @@ pub(crate) async fn inject_sqs(Extract(state): Extract<Arc<State>>, body: Result
     if let Ok(value) = message_id.parse() {
         response.headers_mut().insert("x-wshub-message-id", value);
     }
-    response
+    Ok(response)
 }
 
 /// `GET /_local/connections/{id}`: the connection's rows as the store holds them, so tests and
