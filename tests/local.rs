@@ -1,6 +1,8 @@
 //! The local hub in-process on an ephemeral loopback port, driven by a real WebSocket client,
 //! the AWS SDK's Management API client and plain HTTP.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,15 +29,17 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 struct TestHub {
     ws: String,
     http: String,
-    store: Arc<MemoryStore>,
+    store: Arc<dyn ConnectionStore>,
     stop: Option<oneshot::Sender<()>>,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-async fn start_with(settings: Settings, vars: &[(&str, &str)]) -> TestHub {
+fn config(vars: &[(&str, &str)]) -> wshub::Config {
     let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let config = local_config(|name| vars.get(name).cloned()).unwrap().config;
-    let store = Arc::new(MemoryStore::new());
+    local_config(|name| vars.get(name).cloned()).unwrap().config
+}
+
+async fn start_on(settings: Settings, config: wshub::Config, store: Arc<dyn ConnectionStore>) -> TestHub {
     let hub = LocalHub::bind("127.0.0.1:0", settings, config, store.clone())
         .await
         .unwrap();
@@ -51,6 +55,10 @@ async fn start_with(settings: Settings, vars: &[(&str, &str)]) -> TestHub {
         stop: Some(stop),
         served,
     }
+}
+
+async fn start_with(settings: Settings, vars: &[(&str, &str)]) -> TestHub {
+    start_on(settings, config(vars), Arc::new(MemoryStore::new())).await
 }
 
 async fn start() -> TestHub {
@@ -169,13 +177,8 @@ async fn wait_removed(hub: &TestHub, id: &str) {
     panic!("connection {id} still stored");
 }
 
-fn sdk_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
-    let config = aws_sdk_apigatewaymanagement::Config::builder()
-        .behavior_version(aws_sdk_apigatewaymanagement::config::BehaviorVersion::latest())
-        .region(aws_sdk_apigatewaymanagement::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        ))
+async fn sdk_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
+    let config = aws_sdk_apigatewaymanagement::config::Builder::from(&common::sdk_config().await)
         .endpoint_url(endpoint)
         .build();
     aws_sdk_apigatewaymanagement::Client::from_conf(config)
@@ -392,7 +395,7 @@ async fn bad_requests_to_local_routes_get_json_errors() {
 #[tokio::test]
 async fn management_api_works_with_the_aws_sdk_and_closed_ids_answer_410() {
     let hub = start().await;
-    let sdk = sdk_client(&format!("{}/local", hub.http));
+    let sdk = sdk_client(&format!("{}/local", hub.http)).await;
     let mut alice = connect(&hub, "alice-token").await;
     let id = connection_id(&mut alice).await;
     request(&mut alice, json!({"action": "subscribe", "topic": "t"})).await;
@@ -459,14 +462,7 @@ async fn the_handlers_notifier_posts_through_this_hub_and_an_sdk_notifier_can_to
     let hub = start().await;
     let mut bob = connect(&hub, "bob-token").await;
     let id = connection_id(&mut bob).await;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        ))
-        .load()
-        .await;
-    let notifier = ApiGatewayNotifier::new(sdk);
+    let notifier = ApiGatewayNotifier::new(common::sdk_config().await);
     let endpoint = format!("{}/local", hub.http);
     notifier.send(&endpoint, &id, br#"{"via":"sdk"}"#).await.unwrap();
     assert_eq!(next_json(&mut bob).await, json!({"via": "sdk"}));
@@ -593,40 +589,62 @@ async fn dynamodb_backend_creates_its_table_and_serves_a_connection() {
     let store = Arc::new(wshub::local::dynamodb_store(&endpoint, &table).await.unwrap());
     // A second start finds the table and uses it.
     wshub::local::dynamodb_store(&endpoint, &table).await.unwrap();
-    let config = local_config(|name| (name == "AUTH_TOKENS").then(|| "t".to_owned()))
-        .unwrap()
-        .config;
-    let hub = LocalHub::bind("127.0.0.1:0", Settings::default(), config, store.clone())
-        .await
-        .unwrap();
-    let (url, http_url) = (hub.ws_url(), hub.http_url());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(hub.serve(async move {
-        let _ = stopped.await;
-    }));
-    let mut ws = connect_to(&url, &[("token", "t")]).await.unwrap();
+    let hub = start_on(Settings::default(), config(&[("AUTH_TOKENS", "t")]), store).await;
+    let mut ws = connect(&hub, "t").await;
     let id = connection_id(&mut ws).await;
     request(&mut ws, json!({"action": "subscribe", "topic": "d"})).await;
-    let (status, _, text) = http(
-        Method::POST,
-        &format!("{http_url}/_local/sqs"),
-        r#"{"topic":"d","data":"x"}"#,
-    )
-    .await;
-    assert_eq!((status, text.as_str()), (StatusCode::OK, r#"{"batchItemFailures":[]}"#));
-    assert_eq!(next_json(&mut ws).await["data"], "x");
-    assert!(store.get_connection(&id, 0).await.unwrap().is_some());
-    ws.close(None).await.unwrap();
-    for _ in 0..100 {
-        if store.get_connection(&id, 0).await.unwrap().is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        store.get_connection(&id, 0).await.unwrap().is_none(),
-        "$disconnect removed the rows"
+    assert_eq!(
+        push(&hub, r#"{"topic":"d","data":"x"}"#).await,
+        json!({"batchItemFailures": []})
     );
-    let _ = stop.send(());
-    served.await.unwrap().unwrap();
+    assert_eq!(next_json(&mut ws).await["data"], "x");
+    assert!(hub.stored(&id).await);
+    ws.close(None).await.unwrap();
+    wait_removed(&hub, &id).await;
+    hub.shutdown().await;
+}
+
+/// A store whose writes fail, so `$connect` answers 500.
+struct BrokenStore(MemoryStore);
+
+#[async_trait::async_trait]
+impl ConnectionStore for BrokenStore {
+    async fn put_connection(&self, _: &wshub::store::Connection) -> Result<(), wshub::store::StoreError> {
+        Err(wshub::store::StoreError::Backend {
+            op: "put",
+            message: "down".into(),
+        })
+    }
+    async fn get_connection(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<wshub::store::ConnectionView>, wshub::store::StoreError> {
+        self.0.get_connection(id, now).await
+    }
+    async fn remove_connection(&self, id: &str) -> Result<(), wshub::store::StoreError> {
+        self.0.remove_connection(id).await
+    }
+    async fn subscribe(&self, id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), wshub::store::StoreError> {
+        self.0.subscribe(id, topic, ttl, now).await
+    }
+    async fn unsubscribe(&self, id: &str, topic: &str) -> Result<(), wshub::store::StoreError> {
+        self.0.unsubscribe(id, topic).await
+    }
+    fn members(&self, group: wshub::store::Group, now: i64) -> wshub::store::Pages {
+        self.0.members(group, now)
+    }
+}
+
+#[tokio::test]
+async fn a_failing_connect_route_refuses_the_upgrade_with_its_status() {
+    let store = Arc::new(BrokenStore(MemoryStore::new()));
+    let hub = start_on(Settings::default(), config(&[("AUTH_TOKENS", "t")]), store).await;
+    match connect_to(&hub.ws, &[("token", "t")]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        other => panic!("expected the upgrade refused with 500, got {other:?}"),
+    }
+    hub.shutdown().await;
 }
