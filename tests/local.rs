@@ -1,8 +1,6 @@
 //! The local hub in-process on an ephemeral loopback port, driven by a real WebSocket client,
 //! the AWS SDK's Management API client and plain HTTP.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,8 +175,19 @@ async fn wait_removed(hub: &TestHub, id: &str) {
     panic!("connection {id} still stored");
 }
 
+/// Fixed region and fake credentials: nothing here may reach AWS.
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
 async fn sdk_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
-    let config = aws_sdk_apigatewaymanagement::config::Builder::from(&common::sdk_config().await)
+    let config = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk_config().await)
         .endpoint_url(endpoint)
         .build();
     aws_sdk_apigatewaymanagement::Client::from_conf(config)
@@ -462,7 +471,7 @@ async fn the_handlers_notifier_posts_through_this_hub_and_an_sdk_notifier_can_to
     let hub = start().await;
     let mut bob = connect(&hub, "bob-token").await;
     let id = connection_id(&mut bob).await;
-    let notifier = ApiGatewayNotifier::new(common::sdk_config().await);
+    let notifier = ApiGatewayNotifier::new(sdk_config().await);
     let endpoint = format!("{}/local", hub.http);
     notifier.send(&endpoint, &id, br#"{"via":"sdk"}"#).await.unwrap();
     assert_eq!(next_json(&mut bob).await, json!({"via": "sdk"}));

@@ -1,7 +1,5 @@
 //! The Management API notifier against a small local HTTP server playing @connections.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -70,6 +68,16 @@ async fn start(fake: Fake) -> String {
     format!("http://{addr}/prod")
 }
 
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
 #[tokio::test]
 async fn statuses_are_classified() {
     let fake = Fake::default();
@@ -83,7 +91,7 @@ async fn statuses_are_classified() {
         fake.script.lock().unwrap().insert(id.into(), vec![status]);
     }
     let endpoint = start(fake.clone()).await;
-    let notifier = ApiGatewayNotifier::new(common::sdk_config().await);
+    let notifier = ApiGatewayNotifier::new(sdk_config().await);
     assert_eq!(notifier.send(&endpoint, "ok=", b"{\"a\":1}").await, Ok(()));
     assert_eq!(notifier.send(&endpoint, "gone", b"x").await, Err(NotifyError::Gone));
     assert_eq!(
@@ -116,7 +124,7 @@ async fn unreachable_endpoint_is_a_transport_failure() {
         .local_addr()
         .unwrap()
         .port();
-    let notifier = ApiGatewayNotifier::new(common::sdk_config().await);
+    let notifier = ApiGatewayNotifier::new(sdk_config().await);
     let err = notifier
         .send(&format!("http://127.0.0.1:{port}/prod"), "c", b"x")
         .await
@@ -147,7 +155,7 @@ async fn sqs_push_retries_cleans_up_and_reports() {
     let mut hub = Hub::new(
         config,
         store.clone(),
-        Arc::new(ApiGatewayNotifier::new(common::sdk_config().await)),
+        Arc::new(ApiGatewayNotifier::new(sdk_config().await)),
     );
     hub.retry = wshub::fanout::RetryPolicy {
         max_attempts: 5,
