@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: format and lint gates, template lints, unit tests, the integration tests
 # against a moto server that this script installs, starts on a free port and stops again, the
-# release binary driven through a local Lambda Runtime API, and `sam build` for arm64.
-# Needs only a Rust toolchain (rustup) and python3 on PATH; installs the rest itself.
+# release binary driven through a local Lambda Runtime API, the local hub's end-to-end checks
+# with wscat and headless Chromium (scripts/e2e-local.sh), and `sam build` for arm64.
+# Needs a Rust toolchain (rustup), python3 and Node.js with npm on PATH; installs the rest
+# itself (Chromium with apt-get when /usr/bin/chromium is missing, which needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +52,9 @@ sam validate --lint
 cargo build --release --locked --bin wshub
 export WSHUB_LAMBDA_BINARY="$PWD/target/release/wshub"
 cargo test --all-targets --locked -- --include-ignored
+
+# The local hub, end to end, with real clients.
+./scripts/e2e-local.sh
 
 # The deployable artifact: an arm64 bootstrap, cross-built by cargo-lambda with zig.
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu

@@ -20,7 +20,9 @@
 //! - [`auth`]: static tokens and JWTs; [`config`]: the environment contract.
 //!
 //! `src/main.rs` is the Lambda bootstrap: it builds a [`hub::Hub`] and hands each event to
-//! [`event::handle`]. The local hub calls the same function with the same JSON.
+//! [`event::handle`]. The local hub calls the same function with the same JSON:
+//! - [`local`]: `cargo run` (`src/bin/wshub-local.rs`) plays API Gateway (WebSocket and
+//!   Management APIs) and SQS on one port, with an in-memory or DynamoDB store.
 
 pub mod auth;
 pub mod authorizer;
@@ -28,6 +30,7 @@ pub mod config;
 pub mod event;
 pub mod fanout;
 pub mod hub;
+pub mod local;
 pub mod notify;
 pub mod protocol;
 pub mod push;

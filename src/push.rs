@@ -113,8 +113,15 @@ pub async fn handle(
     event: &SqsEvent,
     deadline: Option<Instant>,
 ) -> Result<SqsBatchResponse, UnreportableFailure> {
-    let results: Vec<(Option<String>, Result<(), RecordError>)> = stream::iter(&event.records)
-        .map(|record| async move { (record.message_id.clone(), deliver_record(hub, record, deadline).await) })
+    // The futures are built before the stream rather than by a closure inside it: a closure
+    // returning an async block makes this future's `Send` unprovable in generic contexts
+    // (rust-lang/rust#102211), and the local hub runs it in spawned tasks.
+    let deliveries: Vec<_> = event
+        .records
+        .iter()
+        .map(|record| identified_delivery(hub, record, deadline))
+        .collect();
+    let results: Vec<(Option<String>, Result<(), RecordError>)> = stream::iter(deliveries)
         .buffer_unordered(RECORD_CONCURRENCY)
         .collect()
         .await;
@@ -132,6 +139,14 @@ pub async fn handle(
         }
     }
     Ok(response)
+}
+
+async fn identified_delivery(
+    hub: &Hub,
+    record: &SqsMessage,
+    deadline: Option<Instant>,
+) -> (Option<String>, Result<(), RecordError>) {
+    (record.message_id.clone(), deliver_record(hub, record, deadline).await)
 }
 
 async fn deliver_record(hub: &Hub, record: &SqsMessage, deadline: Option<Instant>) -> Result<(), RecordError> {

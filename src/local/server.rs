@@ -1,0 +1,350 @@
+//! The WebSocket side of API Gateway: the upgrade runs the authorizer and `$connect`, then one
+//! loop per socket turns frames into route events and route replies back into frames.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State as Extract};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use base64::Engine;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::events::{self, authorizer_outcome, AuthorizerOutcome, ConnectionInfo};
+use super::notifier::{Outbound, Socket};
+use super::{error, route, State, MAX_MESSAGE_BYTES};
+
+/// API Gateway's integration timeout, used as each handler call's deadline.
+const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
+/// How long a closing socket waits for the client's close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+/// Messages read but not yet handled; past this the loop stops reading (TCP back-pressure).
+const INBOUND_QUEUE: usize = 32;
+const API_ID: &str = "local";
+const DEMO_PAGE: &str = include_str!("demo.html");
+
+type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
+type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// `GET /`: the WebSocket API, or the demo page for a browser that is not upgrading.
+pub(crate) async fn upgrade_root(
+    Extract(state): Extract<Arc<State>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: QueryParams,
+    ws: Upgrade,
+) -> Response {
+    if ws.is_err() && !headers.contains_key(header::UPGRADE) {
+        return Html(DEMO_PAGE).into_response();
+    }
+    upgrade(state, peer, headers, query, ws).await
+}
+
+/// `GET /{stage}`: the same API under its stage name, as API Gateway's URL has it.
+pub(crate) async fn upgrade_stage(
+    Extract(state): Extract<Arc<State>>,
+    Path(stage): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: QueryParams,
+    ws: Upgrade,
+) -> Response {
+    if stage != state.settings.stage {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFoundException",
+            format!("no stage {stage:?}; this hub serves /{}", state.settings.stage),
+        );
+    }
+    upgrade(state, peer, headers, query, ws).await
+}
+
+async fn upgrade(state: Arc<State>, peer: SocketAddr, headers: HeaderMap, query: QueryParams, ws: Upgrade) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            let status = rejection.status();
+            return error(status, "BadRequestException", rejection.body_text());
+        }
+    };
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return error(rejection.status(), "BadRequestException", rejection.body_text()),
+    };
+    if state.shutdown.is_cancelled() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the hub is shutting down",
+        );
+    }
+    let info = ConnectionInfo {
+        connection_id: events::connection_id(),
+        connected_at: events::now_ms(),
+        source_ip: peer.ip().to_string(),
+        user_agent: header_str(&headers, header::USER_AGENT),
+        domain_name: header_str(&headers, header::HOST).unwrap_or_else(|| peer.to_string()),
+        stage: state.settings.stage.clone(),
+        api_id: API_ID.into(),
+    };
+    let span = tracing::info_span!("socket", connection_id = %info.connection_id);
+    async move {
+        let started = events::now_ms();
+        let verdict = route(&state.hub, info.authorizer_event(&headers, &query), Some(deadline())).await;
+        let authorizer = match authorizer_outcome(&verdict, started) {
+            AuthorizerOutcome::Allow(context) => context,
+            AuthorizerOutcome::Refuse(status, message) => {
+                tracing::info!(%status, "upgrade refused by the authorizer");
+                return refusal(status, message);
+            }
+        };
+        let connect = route(
+            &state.hub,
+            info.connect_event(&headers, &query, &authorizer),
+            Some(deadline()),
+        )
+        .await;
+        let Ok(response) = connect else {
+            return refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        };
+        let status = response
+            .get("statusCode")
+            .and_then(Value::as_u64)
+            .and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if !status.is_success() {
+            tracing::info!(%status, "upgrade refused by $connect");
+            return refusal(status, status.canonical_reason().unwrap_or("Refused"));
+        }
+        let mut ws = ws.max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES);
+        // A browser drops a socket whose offered subprotocol is not echoed in the 101.
+        if let Some(protocol) = response_header(&response, "sec-websocket-protocol") {
+            ws = ws.protocols([protocol]);
+        }
+        // Registered before the 101, so a push sent right after `$connect` waits in the queue
+        // instead of answering 410 and getting the new connection's rows deleted.
+        let (socket, outbound) = Socket::new(info.connected_at, info.source_ip.clone(), info.user_agent.clone());
+        state.registry.insert(&info.connection_id, socket.clone());
+        let connection = Arc::new(Connection {
+            state: state.clone(),
+            info,
+            authorizer,
+            socket,
+        });
+        let failed = connection.clone();
+        let tracker = state.sockets.clone();
+        let span = tracing::Span::current();
+        ws.on_failed_upgrade(move |e| {
+            tracing::warn!(error = %e, "upgrade failed after $connect");
+            failed
+                .state
+                .sockets
+                .spawn(failed.clone().finish(1006, "upgrade failed".into()));
+        })
+        .on_upgrade(move |ws| tracker.track_future(connection.run(ws, outbound).instrument(span)))
+    }
+    .instrument(span)
+    .await
+}
+
+fn deadline() -> Instant {
+    Instant::now() + INTEGRATION_TIMEOUT
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// A header of a Lambda proxy response, by case-insensitive name.
+fn response_header(response: &Value, name: &str) -> Option<String> {
+    response
+        .get("headers")?
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))?
+        .1
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// API Gateway's answer to a refused upgrade: the status and `{"message": …}`.
+fn refusal(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({"message": message}))).into_response()
+}
+
+/// One accepted connection: what its events repeat, and its entry in the registry.
+struct Connection {
+    state: Arc<State>,
+    info: ConnectionInfo,
+    /// `requestContext.authorizer` for every event after the authorizer.
+    authorizer: Value,
+    socket: Arc<Socket>,
+}
+
+/// How the socket ended, as `$disconnect` reports it.
+type Ending = (u16, String);
+
+impl Connection {
+    async fn run(self: Arc<Self>, mut ws: WebSocket, mut outbound: mpsc::UnboundedReceiver<Outbound>) {
+        tracing::info!(source_ip = %self.info.source_ip, "connected");
+        let settings = &self.state.settings;
+        let (inbound, queue) = mpsc::channel(INBOUND_QUEUE);
+        let stop = CancellationToken::new();
+        // Handler calls run beside the loop, one at a time in arrival order, so a slow route
+        // never holds up pushes to this socket or the timers.
+        let worker = tokio::spawn(self.clone().handle_messages(queue, stop.clone()).in_current_span());
+        let opened = Instant::now();
+        let mut idle_until = opened + settings.idle_timeout;
+        let ending: Ending = loop {
+            tokio::select! {
+                _ = self.state.shutdown.cancelled() => break close(&mut ws, 1001, "Going away").await,
+                _ = sleep_until(opened + settings.max_duration) => {
+                    tracing::info!("maximum connection duration reached");
+                    break close(&mut ws, 1001, "Going away").await;
+                }
+                _ = sleep_until(idle_until) => {
+                    tracing::info!("idle timeout");
+                    break close(&mut ws, 1001, "Going away").await;
+                }
+                command = outbound.recv() => {
+                    let message = match command {
+                        Some(Outbound::Text(text)) => Message::Text(text.into()),
+                        Some(Outbound::Binary(data)) => Message::Binary(data.into()),
+                        Some(Outbound::Close(code, reason)) => break close(&mut ws, code, &reason).await,
+                        // The registry entry holds the sender while the loop runs; never reached.
+                        None => break close(&mut ws, 1011, "Internal error").await,
+                    };
+                    if ws.send(message).await.is_err() {
+                        break (1006, "Connection lost".into());
+                    }
+                }
+                frame = ws.recv() => {
+                    let message = match frame {
+                        Some(Ok(message)) => message,
+                        Some(Err(e)) if is_too_big(&e) => {
+                            tracing::info!("message over {MAX_MESSAGE_BYTES} bytes");
+                            break close(&mut ws, 1009, "Message too big").await;
+                        }
+                        Some(Err(e)) => {
+                            tracing::info!(error = %e, "socket failed");
+                            break (1006, "Connection lost".into());
+                        }
+                        None => break (1006, "Connection lost".into()),
+                    };
+                    let now = events::now_ms();
+                    // Any frame from the client, ping included, counts as activity.
+                    self.socket.touch(now);
+                    idle_until = Instant::now() + settings.idle_timeout;
+                    let queued = match message {
+                        Message::Text(text) => inbound.send((text.as_bytes().to_vec(), false)).await,
+                        Message::Binary(data) => inbound.send((data.to_vec(), true)).await,
+                        Message::Close(frame) => {
+                            // Reading on lets the automatic close reply go out.
+                            drain(&mut ws).await;
+                            break match frame {
+                                Some(frame) => (frame.code, frame.reason.to_string()),
+                                None => (1005, String::new()),
+                            };
+                        }
+                        Message::Ping(_) | Message::Pong(_) => Ok(()),
+                    };
+                    if queued.is_err() {
+                        break close(&mut ws, 1011, "Internal error").await;
+                    }
+                }
+            }
+        };
+        stop.cancel();
+        drop(inbound);
+        // A message being handled finishes first; ones still queued are dropped with the socket.
+        let _ = worker.await;
+        self.finish(ending.0, ending.1).await;
+    }
+
+    /// After the socket is gone: posts now answer 410, then `$disconnect` removes the rows.
+    async fn finish(self: Arc<Self>, code: u16, reason: String) {
+        self.state.registry.remove(&self.info.connection_id);
+        let event = self.info.disconnect_event(&self.authorizer, code, &reason);
+        if let Err(e) = route(&self.state.hub, event, Some(deadline())).await {
+            tracing::error!(error = %e, "$disconnect failed");
+        }
+        tracing::info!(code, reason, "disconnected");
+    }
+
+    async fn handle_messages(self: Arc<Self>, mut queue: mpsc::Receiver<(Vec<u8>, bool)>, stop: CancellationToken) {
+        loop {
+            let (body, binary) = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                next = queue.recv() => match next {
+                    Some(message) => message,
+                    None => return,
+                },
+            };
+            let event = self.info.message_event(&self.authorizer, &body, binary);
+            let request_id = event["requestContext"]["requestId"].clone();
+            let reply = match route(&self.state.hub, event, Some(deadline())).await {
+                Ok(response) => reply_frame(&response),
+                // What API Gateway sends the client when the integration fails.
+                Err(_) => Some(Outbound::Text(
+                    json!({
+                        "message": "Internal server error",
+                        "connectionId": self.info.connection_id,
+                        "requestId": request_id,
+                    })
+                    .to_string(),
+                )),
+            };
+            if let Some(reply) = reply {
+                self.socket.send(reply);
+            }
+        }
+    }
+}
+
+/// The route's response body, sent back to the client as API Gateway's route response does.
+fn reply_frame(response: &Value) -> Option<Outbound> {
+    let body = response.get("body").and_then(Value::as_str).filter(|b| !b.is_empty())?;
+    if response.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
+        let data = base64::engine::general_purpose::STANDARD.decode(body).ok()?;
+        return Some(Outbound::Binary(data));
+    }
+    Some(Outbound::Text(body.to_owned()))
+}
+
+/// Starts the closing handshake and waits briefly for the client's close frame.
+async fn close(ws: &mut WebSocket, code: u16, reason: &str) -> Ending {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    if ws.send(Message::Close(Some(frame))).await.is_ok() {
+        drain(ws).await;
+    }
+    (code, reason.to_owned())
+}
+
+/// Reads until the client's side ends, for at most [`CLOSE_HANDSHAKE`].
+async fn drain(ws: &mut WebSocket) {
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async { while let Some(Ok(_)) = ws.recv().await {} }).await;
+}
+
+/// axum hides tungstenite's error type; only a message over the size limit closes with 1009.
+fn is_too_big(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = err.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}

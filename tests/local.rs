@@ -1,0 +1,659 @@
+//! The local hub in-process on an ephemeral loopback port, driven by a real WebSocket client,
+//! the AWS SDK's Management API client and plain HTTP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{Method, Request, StatusCode};
+use futures::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wshub::local::{local_config, LocalHub, Settings};
+use wshub::store::memory::MemoryStore;
+use wshub::store::ConnectionStore;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct TestHub {
+    ws: String,
+    http: String,
+    store: Arc<dyn ConnectionStore>,
+    stop: Option<oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+fn config(vars: &[(&str, &str)]) -> wshub::Config {
+    let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    local_config(|name| vars.get(name).cloned()).unwrap().config
+}
+
+async fn start_on(settings: Settings, config: wshub::Config, store: Arc<dyn ConnectionStore>) -> TestHub {
+    let hub = LocalHub::bind("127.0.0.1:0", settings, config, store.clone())
+        .await
+        .unwrap();
+    let (ws, http) = (hub.ws_url(), hub.http_url());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(hub.serve(async move {
+        let _ = stopped.await;
+    }));
+    TestHub {
+        ws,
+        http,
+        store,
+        stop: Some(stop),
+        served,
+    }
+}
+
+async fn start_with(settings: Settings, vars: &[(&str, &str)]) -> TestHub {
+    start_on(settings, config(vars), Arc::new(MemoryStore::new())).await
+}
+
+async fn start() -> TestHub {
+    start_with(
+        Settings::default(),
+        &[("AUTH_TOKENS", "alice=alice-token,bob=bob-token")],
+    )
+    .await
+}
+
+impl TestHub {
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(15), self.served)
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn stored(&self, id: &str) -> bool {
+        self.store.get_connection(id, 0).await.unwrap().is_some()
+    }
+}
+
+async fn connect_to(url: &str, headers: &[(&str, &str)]) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut request = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        let name: axum::http::HeaderName = k.parse().unwrap();
+        request.headers_mut().insert(name, v.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
+}
+
+async fn connect(hub: &TestHub, token: &str) -> Ws {
+    connect_to(&hub.ws, &[("token", token)]).await.unwrap()
+}
+
+/// The next text frame, as JSON (pings and pongs skipped).
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("socket open")
+            .expect("valid frame");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+async fn request(ws: &mut Ws, frame: Value) -> Value {
+    ws.send(Message::text(frame.to_string())).await.unwrap();
+    next_json(ws).await
+}
+
+async fn connection_id(ws: &mut Ws) -> String {
+    let me = request(ws, json!({"action": "whoami"})).await;
+    me["connectionId"].as_str().unwrap().to_owned()
+}
+
+/// The close frame the server sends, reading past anything else.
+async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("the server closes within 5 s")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// Path-encodes a connection id, which may hold `+`, `/` and `=` like API Gateway's.
+fn encode(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn http(method: Method, url: &str, body: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn push(hub: &TestHub, body: &str) -> Value {
+    let (status, _, text) = http(Method::POST, &format!("{}/_local/sqs", hub.http), body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Waits until `$disconnect` has removed the rows.
+async fn wait_removed(hub: &TestHub, id: &str) {
+    for _ in 0..100 {
+        if !hub.stored(id).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("connection {id} still stored");
+}
+
+/// Fixed region and fake credentials: nothing here may reach AWS.
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+async fn sdk_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
+    let config = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk_config().await)
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn token_header_connects_and_ping_gets_pong() {
+    let hub = start().await;
+    let mut ws = connect(&hub, "alice-token").await;
+    assert_eq!(
+        request(&mut ws, json!({"action": "ping", "id": 7})).await,
+        json!({"action": "pong", "id": 7})
+    );
+    let me = request(&mut ws, json!({"action": "whoami"})).await;
+    assert_eq!(me["userId"], "alice");
+    let id = me["connectionId"].as_str().unwrap();
+    assert_eq!(id.len(), 16, "API Gateway-shaped id: {id}");
+    assert!(hub.stored(id).await);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_or_bad_tokens_get_403_and_nothing_is_stored() {
+    let hub = start().await;
+    for headers in [
+        vec![],
+        vec![("token", "wrong")],
+        vec![("authorization", "Bearer wrong")],
+    ] {
+        match connect_to(&hub.ws, &headers).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), StatusCode::FORBIDDEN, "{headers:?}");
+                let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+                assert!(body.contains("Forbidden"), "{body}");
+            }
+            other => panic!("expected 403 for {headers:?}, got {other:?}"),
+        }
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn default_token_hello_is_accepted_only_when_nothing_is_configured() {
+    let hub = start_with(Settings::default(), &[]).await;
+    let mut ws = connect(&hub, "hello").await;
+    assert_eq!(
+        request(&mut ws, json!({"action": "whoami"})).await["userId"],
+        "anonymous"
+    );
+    hub.shutdown().await;
+    let hub = start().await;
+    assert!(connect_to(&hub.ws, &[("token", "hello")]).await.is_err());
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn browser_subprotocol_token_is_accepted_and_echoed() {
+    let hub = start().await;
+    let mut request = format!("{}/local", hub.ws).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "websocket, bob-token".parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "websocket",
+        "the token is never echoed"
+    );
+    assert_eq!(request_whoami_user(&mut ws).await, "bob");
+    // A stage this hub does not serve is not the API.
+    assert!(connect_to(&format!("{}/prod", hub.ws), &[("token", "bob-token")])
+        .await
+        .is_err());
+    hub.shutdown().await;
+}
+
+async fn request_whoami_user(ws: &mut Ws) -> String {
+    request(ws, json!({"action": "whoami"})).await["userId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn sendmessage_reaches_the_other_subscriber_and_errors_keep_the_socket() {
+    let hub = start().await;
+    let mut alice = connect(&hub, "alice-token").await;
+    let mut bob = connect(&hub, "bob-token").await;
+    for ws in [&mut alice, &mut bob] {
+        let reply = request(ws, json!({"action": "subscribe", "topic": "room"})).await;
+        assert_eq!(reply, json!({"action": "subscribed", "topic": "room"}));
+    }
+    let sent = request(
+        &mut alice,
+        json!({"action": "sendmessage", "topic": "room", "data": {"text": "hi"}}),
+    )
+    .await;
+    assert_eq!(sent["recipients"], 1, "{sent}");
+    let got = next_json(&mut bob).await;
+    assert_eq!(got["action"], "message");
+    assert_eq!(got["data"], json!({"text": "hi"}));
+    assert_eq!(got["from"], "alice");
+    assert_eq!(got["topic"], "room");
+    assert!(got["id"].is_string(), "API Gateway messageId: {got}");
+
+    // Bad frames answer error frames; the socket stays usable.
+    assert_eq!(
+        request(&mut alice, json!({"action": "dance"})).await["code"],
+        "unknown_action"
+    );
+    alice.send(Message::text("not json")).await.unwrap();
+    assert_eq!(next_json(&mut alice).await["code"], "bad_json");
+    alice.send(Message::binary(vec![0u8, 1, 2])).await.unwrap();
+    let binary = next_json(&mut alice).await;
+    assert_eq!(binary["code"], "bad_json");
+    assert!(binary["message"].as_str().unwrap().contains("binary"), "{binary}");
+    assert_eq!(request(&mut alice, json!({"action": "ping"})).await["action"], "pong");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqs_injection_delivers_broadcast_user_topic_and_connection_pushes() {
+    let hub = start().await;
+    let mut alice = connect(&hub, "alice-token").await;
+    let mut bob = connect(&hub, "bob-token").await;
+    request(&mut bob, json!({"action": "subscribe", "topic": "news"})).await;
+    let alice_id = connection_id(&mut alice).await;
+
+    assert_eq!(push(&hub, r#"{"data":"all"}"#).await, json!({"batchItemFailures": []}));
+    assert_eq!(next_json(&mut alice).await["data"], "all");
+    assert_eq!(next_json(&mut bob).await["data"], "all");
+
+    push(&hub, r#"{"userId":"bob","data":"to bob"}"#).await;
+    assert_eq!(next_json(&mut bob).await["data"], "to bob");
+
+    push(&hub, r#"{"topic":"news","data":"headline"}"#).await;
+    let news = next_json(&mut bob).await;
+    assert_eq!(
+        (news["topic"].as_str(), news["data"].as_str()),
+        (Some("news"), Some("headline"))
+    );
+
+    push(&hub, &json!({"connectionId": alice_id, "data": "direct"}).to_string()).await;
+    let direct = next_json(&mut alice).await;
+    assert_eq!(direct["data"], "direct");
+    assert_eq!(direct["id"].as_str().map(str::len), Some(36), "SQS messageId: {direct}");
+
+    // Alice got neither the user push nor the topic push: her next frame is her own reply.
+    assert_eq!(request(&mut alice, json!({"action": "ping"})).await["action"], "pong");
+
+    let (status, headers, text) = http(Method::POST, &format!("{}/_local/sqs", hub.http), r#"{"topik":"x"}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = headers["x-wshub-message-id"].to_str().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": id}]}),
+        "a malformed push is reported, as the DLQ would get it"
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_requests_to_local_routes_get_json_errors() {
+    let hub = start().await;
+    let cases = [
+        (Method::POST, "/_local/sqs", String::new(), StatusCode::BAD_REQUEST),
+        (
+            Method::POST,
+            "/_local/sqs",
+            "x".repeat(1024 * 1024 + 1),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            Method::GET,
+            "/_local/sqs",
+            String::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::PUT,
+            "/@connections/abc",
+            String::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (Method::GET, "/nope/deeper/path", String::new(), StatusCode::NOT_FOUND),
+        (
+            Method::GET,
+            "/prod/@connections/abc",
+            String::new(),
+            StatusCode::NOT_FOUND,
+        ),
+        (Method::GET, "/local", String::new(), StatusCode::BAD_REQUEST),
+        (
+            Method::GET,
+            "/_local/connections/abc",
+            String::new(),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (method, path, body, expected) in cases {
+        let (status, headers, text) = http(method.clone(), &format!("{}{path}", hub.http), &body).await;
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        let error: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"));
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
+        assert!(headers.contains_key("x-amzn-errortype"), "{method} {path}");
+    }
+    // The demo page is for browsers at /.
+    let (status, _, page) = http(Method::GET, &format!("{}/", hub.http), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Sec-WebSocket-Protocol"));
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn management_api_works_with_the_aws_sdk_and_closed_ids_answer_410() {
+    let hub = start().await;
+    let sdk = sdk_client(&format!("{}/local", hub.http)).await;
+    let mut alice = connect(&hub, "alice-token").await;
+    let id = connection_id(&mut alice).await;
+    request(&mut alice, json!({"action": "subscribe", "topic": "t"})).await;
+
+    sdk.post_to_connection()
+        .connection_id(&id)
+        .data(aws_sdk_apigatewaymanagement::primitives::Blob::new(
+            b"{\"hello\":1}".to_vec(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut alice).await, json!({"hello": 1}));
+
+    let info = sdk.get_connection().connection_id(&id).send().await.unwrap();
+    assert_eq!(info.identity().and_then(|i| i.source_ip()), Some("127.0.0.1"));
+    let connected = info.connected_at().unwrap().to_millis().unwrap();
+    let active = info.last_active_at().unwrap().to_millis().unwrap();
+    assert!(active >= connected && connected > 0, "{connected} {active}");
+
+    // Without the stage prefix and with plain HTTP too.
+    let (status, _, text) = http(Method::GET, &format!("{}/@connections/{}", hub.http, encode(&id)), "").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, _, row) = http(
+        Method::GET,
+        &format!("{}/_local/connections/{}", hub.http, encode(&id)),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<Value>(&row).unwrap()["topics"], json!(["t"]));
+
+    // DeleteConnection closes the socket and `$disconnect` removes the rows.
+    sdk.delete_connection().connection_id(&id).send().await.unwrap();
+    assert_eq!(close_code(&mut alice).await, Some(CloseCode::Normal));
+    wait_removed(&hub, &id).await;
+
+    let err = sdk
+        .post_to_connection()
+        .connection_id(&id)
+        .data(aws_sdk_apigatewaymanagement::primitives::Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.into_service_error(),
+            aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError::GoneException(_)
+        ),
+        "410 GoneException"
+    );
+    let (status, headers, _) = http(Method::POST, &format!("{}/@connections/{}", hub.http, encode(&id)), "x").await;
+    assert_eq!(status, StatusCode::GONE);
+    assert_eq!(headers["x-amzn-errortype"], "GoneException");
+    let (status, _, _) = http(Method::DELETE, &format!("{}/@connections/unknown", hub.http), "").await;
+    assert_eq!(status, StatusCode::GONE);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_handlers_notifier_posts_through_this_hub_and_an_sdk_notifier_can_too() {
+    use wshub::notify::apigw::ApiGatewayNotifier;
+    use wshub::notify::{Notifier, NotifyError};
+    let hub = start().await;
+    let mut bob = connect(&hub, "bob-token").await;
+    let id = connection_id(&mut bob).await;
+    let notifier = ApiGatewayNotifier::new(sdk_config().await);
+    let endpoint = format!("{}/local", hub.http);
+    notifier.send(&endpoint, &id, br#"{"via":"sdk"}"#).await.unwrap();
+    assert_eq!(next_json(&mut bob).await, json!({"via": "sdk"}));
+    assert_eq!(
+        notifier.send(&endpoint, "L0SM9cOFvHcCIhw=", b"x").await,
+        Err(NotifyError::Gone)
+    );
+    let big = vec![b'x'; 128 * 1024 + 1];
+    assert!(matches!(
+        notifier.send(&endpoint, &id, &big).await,
+        Err(NotifyError::Rejected { status: 413, .. })
+    ));
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_closed_client_is_gone_and_its_rows_are_removed() {
+    let hub = start().await;
+    let mut alice = connect(&hub, "alice-token").await;
+    let id = connection_id(&mut alice).await;
+    request(&mut alice, json!({"action": "subscribe", "topic": "t"})).await;
+    alice.close(None).await.unwrap();
+    wait_removed(&hub, &id).await;
+    let (status, _, _) = http(
+        Method::POST,
+        &format!("{}/local/@connections/{}", hub.http, encode(&id)),
+        "x",
+    )
+    .await;
+    assert_eq!(status, StatusCode::GONE);
+    let mut bob = connect(&hub, "bob-token").await;
+    let sent = request(&mut bob, json!({"action": "sendmessage", "topic": "t", "data": 1})).await;
+    assert_eq!(
+        sent["recipients"], 0,
+        "the subscription went with the connection: {sent}"
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_over_128_kb_closes_with_1009() {
+    let hub = start().await;
+    let mut ws = connect(&hub, "alice-token").await;
+    let id = connection_id(&mut ws).await;
+    let fits = json!({"action": "ping", "pad": "x".repeat(128 * 1024 - 40)}).to_string();
+    assert!(fits.len() <= 128 * 1024);
+    assert_eq!(
+        request(&mut ws, serde_json::from_str(&fits).unwrap()).await["action"],
+        "pong"
+    );
+    ws.send(Message::text("x".repeat(128 * 1024 + 1))).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(CloseCode::Size));
+    wait_removed(&hub, &id).await;
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_and_maximum_duration_close_with_1001() {
+    let settings = Settings {
+        idle_timeout: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let hub = start_with(settings, &[("AUTH_TOKENS", "t")]).await;
+    let mut ws = connect(&hub, "t").await;
+    let id = connection_id(&mut ws).await;
+    // Activity keeps it open past the idle timeout.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(request(&mut ws, json!({"action": "ping"})).await["action"], "pong");
+    }
+    assert_eq!(close_code(&mut ws).await, Some(CloseCode::Away));
+    wait_removed(&hub, &id).await;
+    hub.shutdown().await;
+
+    let settings = Settings {
+        max_duration: Duration::from_millis(400),
+        ..Settings::default()
+    };
+    let hub = start_with(settings, &[("AUTH_TOKENS", "t")]).await;
+    let mut ws = connect(&hub, "t").await;
+    let started = std::time::Instant::now();
+    loop {
+        ws.send(Message::text(r#"{"action":"ping"}"#)).await.ok();
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.map(|f| f.code), Some(CloseCode::Away));
+                break;
+            }
+            Some(Ok(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "busy sockets still end"
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_socket_with_1001_and_runs_disconnect() {
+    let hub = start().await;
+    let mut alice = connect(&hub, "alice-token").await;
+    let mut bob = connect(&hub, "bob-token").await;
+    let ids = [connection_id(&mut alice).await, connection_id(&mut bob).await];
+    let store = hub.store.clone();
+    let closing = tokio::spawn(async move { (close_code(&mut alice).await, close_code(&mut bob).await) });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    hub.shutdown().await;
+    assert_eq!(closing.await.unwrap(), (Some(CloseCode::Away), Some(CloseCode::Away)));
+    for id in ids {
+        assert!(
+            store.get_connection(&id, 0).await.unwrap().is_none(),
+            "$disconnect ran before exit"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn dynamodb_backend_creates_its_table_and_serves_a_connection() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run scripts/test.sh");
+    let table = format!("wshub-local-{:016x}", fastrand::u64(..));
+    let store = Arc::new(wshub::local::dynamodb_store(&endpoint, &table).await.unwrap());
+    // A second start finds the table and uses it.
+    wshub::local::dynamodb_store(&endpoint, &table).await.unwrap();
+    let hub = start_on(Settings::default(), config(&[("AUTH_TOKENS", "t")]), store).await;
+    let mut ws = connect(&hub, "t").await;
+    let id = connection_id(&mut ws).await;
+    request(&mut ws, json!({"action": "subscribe", "topic": "d"})).await;
+    assert_eq!(
+        push(&hub, r#"{"topic":"d","data":"x"}"#).await,
+        json!({"batchItemFailures": []})
+    );
+    assert_eq!(next_json(&mut ws).await["data"], "x");
+    assert!(hub.stored(&id).await);
+    ws.close(None).await.unwrap();
+    wait_removed(&hub, &id).await;
+    hub.shutdown().await;
+}
+
+/// A store whose writes fail, so `$connect` answers 500.
+struct BrokenStore(MemoryStore);
+
+#[async_trait::async_trait]
+impl ConnectionStore for BrokenStore {
+    async fn put_connection(&self, _: &wshub::store::Connection) -> Result<(), wshub::store::StoreError> {
+        Err(wshub::store::StoreError::Backend {
+            op: "put",
+            message: "down".into(),
+        })
+    }
+    async fn get_connection(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<wshub::store::ConnectionView>, wshub::store::StoreError> {
+        self.0.get_connection(id, now).await
+    }
+    async fn remove_connection(&self, id: &str) -> Result<(), wshub::store::StoreError> {
+        self.0.remove_connection(id).await
+    }
+    async fn subscribe(&self, id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), wshub::store::StoreError> {
+        self.0.subscribe(id, topic, ttl, now).await
+    }
+    async fn unsubscribe(&self, id: &str, topic: &str) -> Result<(), wshub::store::StoreError> {
+        self.0.unsubscribe(id, topic).await
+    }
+    fn members(&self, group: wshub::store::Group, now: i64) -> wshub::store::Pages {
+        self.0.members(group, now)
+    }
+}
+
+#[tokio::test]
+async fn a_failing_connect_route_refuses_the_upgrade_with_its_status() {
+    let store = Arc::new(BrokenStore(MemoryStore::new()));
+    let hub = start_on(Settings::default(), config(&[("AUTH_TOKENS", "t")]), store).await;
+    match connect_to(&hub.ws, &[("token", "t")]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        other => panic!("expected the upgrade refused with 500, got {other:?}"),
+    }
+    hub.shutdown().await;
+}
