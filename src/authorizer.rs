@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::{AuthConfig, AuthError, Identity};
+use crate::topics;
 
 /// A WebSocket REQUEST authorizer event. Our own type: aws_lambda_events' drops the
 /// WebSocket-only fields of `requestContext`.
@@ -106,7 +107,7 @@ struct Verdict {
     subprotocol: Option<String>,
 }
 
-fn authenticate(auth: &AuthConfig, req: &AuthorizerRequest) -> Result<Verdict, (Option<TokenSource>, AuthError)> {
+async fn authenticate(auth: &AuthConfig, req: &AuthorizerRequest) -> Result<Verdict, (Option<TokenSource>, AuthError)> {
     let protocols = req.offered_protocols();
     let bearer = req.header("authorization").map(|v| match v.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
@@ -122,7 +123,7 @@ fn authenticate(auth: &AuthConfig, req: &AuthorizerRequest) -> Result<Verdict, (
     .into_iter()
     .find_map(|(source, token)| token.map(|t| (source, t)));
     if let Some((source, token)) = found {
-        let identity = auth.verify(token).map_err(|e| (Some(source), e))?;
+        let identity = auth.verify(token).await.map_err(|e| (Some(source), e))?;
         let subprotocol = protocols.first().map(|p| p.to_string());
         return Ok(Verdict {
             identity,
@@ -145,7 +146,7 @@ fn authenticate(auth: &AuthConfig, req: &AuthorizerRequest) -> Result<Verdict, (
     }
     let mut last_error = AuthError::NoToken;
     for (index, candidate) in protocols.iter().enumerate() {
-        match auth.verify(candidate) {
+        match auth.verify(candidate).await {
             Ok(identity) => {
                 let subprotocol = protocols
                     .iter()
@@ -166,9 +167,9 @@ fn authenticate(auth: &AuthConfig, req: &AuthorizerRequest) -> Result<Verdict, (
 }
 
 /// Answers an authorizer event with an Allow or Deny policy.
-pub fn authorize(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
+pub async fn authorize(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
     let connection_id = req.request_context.connection_id.as_deref().unwrap_or("-");
-    match authenticate(auth, req) {
+    match authenticate(auth, req).await {
         Ok(verdict) => {
             tracing::info!(connection_id, user_id = %verdict.identity.user_id, source = ?verdict.source, "connection allowed");
             let mut context = serde_json::Map::new();
@@ -176,6 +177,10 @@ pub fn authorize(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
             context.insert("authMethod".into(), verdict.identity.method.as_str().into());
             if let Some(p) = verdict.subprotocol {
                 context.insert("subprotocol".into(), p.into());
+            }
+            if !verdict.identity.topics.is_empty() {
+                // Context values must be strings: the granted patterns travel comma-joined.
+                context.insert("topics".into(), topics::join(&verdict.identity.topics).into());
             }
             policy(
                 &verdict.identity.user_id,
@@ -225,6 +230,15 @@ mod tests {
         AuthConfig::from_parts(Some("alice=s3cret,plain"), Some(SECRET), None, None).unwrap()
     }
 
+    /// The authorizer, awaited on a runtime of its own (JWKS-free configs never leave it).
+    fn run(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(authorize(auth, req))
+    }
+
     fn request(event: Value) -> AuthorizerRequest {
         serde_json::from_value(event).unwrap()
     }
@@ -246,7 +260,7 @@ mod tests {
     #[test]
     fn each_token_source_in_order() {
         let a = auth();
-        let r = authorize(&a, &base(json!({"Token": "s3cret"}), Value::Null));
+        let r = run(&a, &base(json!({"Token": "s3cret"}), Value::Null));
         assert_eq!(
             (effect(&r), r["principalId"].as_str(), r["context"]["userId"].as_str()),
             ("Allow", Some("alice"), Some("alice"))
@@ -257,36 +271,36 @@ mod tests {
             r["policyDocument"]["Statement"][0]["Resource"][0],
             "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/prod/$connect"
         );
-        let r = authorize(&a, &base(json!({"authorization": "Bearer plain"}), Value::Null));
+        let r = run(&a, &base(json!({"authorization": "Bearer plain"}), Value::Null));
         assert_eq!(r["context"]["userId"], "anonymous");
-        let r = authorize(&a, &base(Value::Null, json!({"token": "s3cret"})));
+        let r = run(&a, &base(Value::Null, json!({"token": "s3cret"})));
         assert_eq!(r["context"]["userId"], "alice");
         let token = jwt(json!({"sub": "erin", "exp": now() + 60}));
-        let r = authorize(&a, &base(json!({}), json!({"access_token": token})));
+        let r = run(&a, &base(json!({}), json!({"access_token": token})));
         assert_eq!(
             (r["context"]["userId"].as_str(), r["context"]["authMethod"].as_str()),
             (Some("erin"), Some("jwt"))
         );
         // The first source found decides, even when it is wrong and a later one is right.
-        let r = authorize(&a, &base(json!({"token": "wrong"}), json!({"token": "s3cret"})));
+        let r = run(&a, &base(json!({"token": "wrong"}), json!({"token": "s3cret"})));
         assert_eq!(effect(&r), "Deny");
     }
 
     #[test]
     fn subprotocol_token_is_found_and_never_chosen_as_protocol() {
         let a = auth();
-        let r = authorize(
+        let r = run(
             &a,
             &base(json!({"Sec-WebSocket-Protocol": "websocket, s3cret"}), Value::Null),
         );
         assert_eq!(effect(&r), "Allow");
         assert_eq!(r["context"]["subprotocol"], "websocket");
-        let r = authorize(
+        let r = run(
             &a,
             &base(json!({"sec-websocket-protocol": "s3cret, wshub.v1"}), Value::Null),
         );
         assert_eq!(r["context"]["subprotocol"], "wshub.v1");
-        let r = authorize(
+        let r = run(
             &a,
             &base(json!({"Sec-WebSocket-Protocol": "websocket, nope"}), Value::Null),
         );
@@ -298,28 +312,22 @@ mod tests {
     fn multi_value_headers_are_honoured() {
         let mut req = base(Value::Null, Value::Null);
         req.multi_value_headers = Some(HashMap::from([("TOKEN".into(), vec!["s3cret".into()])]));
-        assert_eq!(effect(&authorize(&auth(), &req)), "Allow");
+        assert_eq!(effect(&run(&auth(), &req)), "Allow");
     }
 
     #[test]
     fn denials() {
         let a = auth();
-        let r = authorize(&a, &base(json!({}), Value::Null));
+        let r = run(&a, &base(json!({}), Value::Null));
         assert_eq!((effect(&r), r["principalId"].as_str()), ("Deny", Some("unauthorized")));
         assert_eq!(r["context"], json!({}));
         assert_eq!(
-            effect(&authorize(
-                &a,
-                &base(json!({"Authorization": "Basic czNjcmV0"}), Value::Null)
-            )),
+            effect(&run(&a, &base(json!({"Authorization": "Basic czNjcmV0"}), Value::Null))),
             "Deny"
         );
         let unconfigured = AuthConfig::from_parts(None, None, None, None).unwrap();
         assert_eq!(
-            effect(&authorize(
-                &unconfigured,
-                &base(json!({"token": "s3cret"}), Value::Null)
-            )),
+            effect(&run(&unconfigured, &base(json!({"token": "s3cret"}), Value::Null))),
             "Deny"
         );
     }

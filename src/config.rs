@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::auth::{AuthConfig, AuthConfigError};
+use crate::topics::{self, TopicAccess};
 
 /// A little over API Gateway's 2-hour connection limit, so a row outlives its socket
 /// only briefly when `$disconnect` never arrives.
@@ -35,8 +36,10 @@ pub struct Config {
     pub connection_ttl: Duration,
     /// `PUSH_CONCURRENCY`: in-flight @connections posts per fan-out.
     pub push_concurrency: usize,
-    /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`.
+    /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`.
     pub auth: AuthConfig,
+    /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
+    pub topic_access: TopicAccess,
 }
 
 impl Config {
@@ -70,12 +73,47 @@ impl Config {
         let push_concurrency = parse_number(get("PUSH_CONCURRENCY"), "PUSH_CONCURRENCY")?
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_PUSH_CONCURRENCY);
-        let auth = AuthConfig::from_parts(
+        let jwks_url = get("JWT_JWKS_URL");
+        if let Some(url) = &jwks_url {
+            // Keys fetched over plain http could be swapped in transit; loopback is for tests.
+            let local = url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost");
+            if !(url.starts_with("https://") || local) {
+                return Err(ConfigError::Invalid {
+                    name: "JWT_JWKS_URL",
+                    reason: "must be an https URL".into(),
+                });
+            }
+        }
+        let auth = AuthConfig::with_jwks(
             get("AUTH_TOKENS").as_deref(),
             get("JWT_SECRET").as_deref(),
+            jwks_url.as_deref(),
             get("JWT_ISSUER"),
             get("JWT_AUDIENCE"),
         )?;
+        let topic_access = match get("TOPIC_ACCESS").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("open") => TopicAccess::Open,
+            Some("restricted") => {
+                let listed = get("PUBLIC_TOPICS").unwrap_or_default();
+                let public = topics::parse_list(listed.split(','));
+                if public.len() != listed.split(',').filter(|p| !p.trim().is_empty()).count() {
+                    return Err(ConfigError::Invalid {
+                        name: "PUBLIC_TOPICS",
+                        reason: format!(
+                            "every entry must be a topic or a prefix ending in *, at most {}",
+                            topics::MAX_PATTERNS
+                        ),
+                    });
+                }
+                TopicAccess::Restricted { public }
+            }
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "TOPIC_ACCESS",
+                    reason: format!("expected open or restricted, got {other:?}"),
+                })
+            }
+        };
         Ok(Config {
             table,
             management_endpoint,
@@ -84,6 +122,7 @@ impl Config {
             connection_ttl: Duration::from_secs(ttl_seconds),
             push_concurrency,
             auth,
+            topic_access,
         })
     }
 }
@@ -138,6 +177,38 @@ mod tests {
         assert!(err.to_string().contains("ALLOW_CLIENT_BROADCAST"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("APIGW_MANAGEMENT_ENDPOINT", "ftp://x")]).unwrap_err();
         assert!(err.to_string().contains("APIGW_MANAGEMENT_ENDPOINT"), "{err}");
+    }
+
+    #[test]
+    fn topic_access() {
+        let c = config(&[("CONNECTIONS_TABLE", "t")]).unwrap();
+        assert_eq!(c.topic_access, TopicAccess::Open);
+        let c = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("TOPIC_ACCESS", "restricted"),
+            ("PUBLIC_TOPICS", "news, chat/*"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.topic_access,
+            TopicAccess::Restricted {
+                public: topics::parse_list(["news", "chat/*"])
+            }
+        );
+        let err = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("TOPIC_ACCESS", "restricted"),
+            ("PUBLIC_TOPICS", "a b"),
+        ]);
+        assert!(err.unwrap_err().to_string().contains("PUBLIC_TOPICS"));
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("TOPIC_ACCESS", "closed")]).unwrap_err();
+        assert!(err.to_string().contains("TOPIC_ACCESS"));
+        let err = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("JWT_JWKS_URL", "http://idp.example.com/jwks"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("JWT_JWKS_URL"));
     }
 
     #[test]

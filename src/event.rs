@@ -113,7 +113,7 @@ impl Event {
     /// Runs the event's handler and returns the response Lambda sends back.
     pub async fn apply(self, hub: &Hub, deadline: Option<Instant>) -> Result<Value, RouterError> {
         let response = match self {
-            Event::Authorize(request) => authorizer::authorize(&hub.config.auth, &request),
+            Event::Authorize(request) => authorizer::authorize(&hub.config.auth, &request).await,
             Event::Route(request) => to_value(routes::handle(hub, &request, deadline).await),
             Event::Push(batch) => to_value(push::handle(hub, &batch, deadline).await?),
         };

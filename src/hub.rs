@@ -30,9 +30,13 @@ impl Hub {
 
     /// The Lambda wiring: DynamoDB and the Management API with the standard AWS configuration
     /// chain (`AWS_ENDPOINT_URL_DYNAMODB` included).
+    /// Also fetches the JWKS, when one is configured, so the first connection need not wait.
     pub async fn from_aws(config: Config) -> Self {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
+        let (sdk, ()) = tokio::join!(
+            aws_config::load_defaults(aws_config::BehaviorVersion::latest()),
+            config.auth.warm_up()
+        );
+        let store = DynamoStore::new(crate::store::dynamo::client(&sdk), config.table.clone());
         let notifier = ApiGatewayNotifier::new(sdk);
         Hub::new(config, Arc::new(store), Arc::new(notifier))
     }

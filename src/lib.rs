@@ -17,7 +17,8 @@
 //! - [`notify`]: the [`notify::Notifier`] port; Management API and in-memory implementations.
 //! - [`fanout`]: one frame to an audience, paged, bounded, retried, 410s cleaned up.
 //! - [`protocol`]: client frames in, reply and push frames out, stable error codes.
-//! - [`auth`]: static tokens and JWTs; [`config`]: the environment contract.
+//! - [`auth`]: static tokens and JWTs (HS256, or RS256/ES256 from a JWKS); [`topics`]: who may
+//!   use which topic; [`config`]: the environment contract.
 //!
 //! `src/main.rs` is the Lambda bootstrap: it builds a [`hub::Hub`] and hands each event to
 //! [`event::handle`]. The local hub calls the same function with the same JSON:
@@ -36,6 +37,7 @@ pub mod protocol;
 pub mod push;
 pub mod routes;
 pub mod store;
+pub mod topics;
 
 pub use config::Config;
 pub use event::{handle, Event, RouterError};

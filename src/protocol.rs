@@ -27,6 +27,8 @@ pub enum ErrorCode {
     InvalidTopic,
     /// `sendmessage` without a topic while `ALLOW_CLIENT_BROADCAST` is off.
     BroadcastDisabled,
+    /// `TOPIC_ACCESS=restricted` and the topic is not granted to this user.
+    ForbiddenTopic,
     /// The frame to deliver would exceed 128 KB.
     PayloadTooLarge,
     /// The connection is not (or no longer) registered.

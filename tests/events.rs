@@ -377,3 +377,51 @@ async fn sqs_record_without_message_id_fails_the_batch() {
     let diagnostic: lambda_runtime::Diagnostic = err.into();
     assert_eq!(diagnostic.error_type, "wshub.BatchFailed");
 }
+
+#[tokio::test]
+async fn restricted_topics_allow_own_public_and_granted_only() {
+    let f = fixture_with(&[("TOPIC_ACCESS", "restricted"), ("PUBLIC_TOPICS", "news,public/*")]);
+    f.connect("A", "alice").await;
+    let subscribe = |topic: &str| json!({"action": "subscribe", "topic": topic});
+    for (topic, allowed) in [
+        ("user:alice", true),
+        ("user:bob", false),
+        ("news", true),
+        ("public/lobby", true),
+        ("team-7/plans", false),
+    ] {
+        let reply = f.message("A", "alice", subscribe(topic)).await;
+        let expected = if allowed { "subscribed" } else { "error" };
+        assert_eq!(reply["action"], expected, "{topic}: {reply}");
+        if !allowed {
+            assert_eq!(reply["code"], "forbidden_topic");
+        }
+    }
+    // Bob's JWT granted team-7/*: the authorizer passes it on in its context.
+    let mut e = event("connect.json");
+    e["requestContext"]["connectionId"] = json!("B");
+    e["requestContext"]["authorizer"] = json!({"principalId": "bob", "userId": "bob", "topics": "team-7/*"});
+    f.send(e.clone()).await;
+    let mut msg = event("ping.json");
+    msg["requestContext"]["connectionId"] = json!("B");
+    msg["requestContext"]["authorizer"] = e["requestContext"]["authorizer"].clone();
+    msg["body"] = json!(subscribe("team-7/plans").to_string());
+    assert_eq!(reply(&f.send(msg.clone()).await)["action"], "subscribed");
+    msg["body"] = json!(json!({"action": "sendmessage", "topic": "team-7/plans", "data": 1}).to_string());
+    assert_eq!(reply(&f.send(msg).await)["action"], "sent");
+    // Alice may not send there either, and nothing reaches Bob.
+    let refused = f
+        .message(
+            "A",
+            "alice",
+            json!({"action": "sendmessage", "topic": "team-7/plans", "data": 2}),
+        )
+        .await;
+    assert_eq!(refused["code"], "forbidden_topic");
+    assert!(f.notifier.frames_for("B").is_empty());
+    // Unsubscribing is never refused.
+    let r = f
+        .message("A", "alice", json!({"action": "unsubscribe", "topic": "team-7/plans"}))
+        .await;
+    assert_eq!(r["action"], "unsubscribed");
+}

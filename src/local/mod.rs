@@ -76,7 +76,9 @@ pub struct LocalConfig {
 /// accepted, so `cargo run` works as it is. The Lambda itself stays fail-closed.
 pub fn local_config(lookup: impl Fn(&str) -> Option<String>) -> Result<LocalConfig, ConfigError> {
     let set = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-    let default_token = set("AUTH_TOKENS").is_none() && set("JWT_SECRET").is_none();
+    let default_token = ["AUTH_TOKENS", "JWT_SECRET", "JWT_JWKS_URL"]
+        .iter()
+        .all(|name| set(name).is_none());
     let config = Config::from_lookup(|name| match name {
         "CONNECTIONS_TABLE" => set(name).or_else(|| Some(DEFAULT_TABLE.into())),
         "AUTH_TOKENS" if default_token => Some(DEFAULT_TOKEN.into()),
@@ -110,7 +112,7 @@ pub async fn dynamodb_store(endpoint: &str, table: &str) -> Result<DynamoStore, 
             "wshub-local",
         ));
     }
-    let client = aws_sdk_dynamodb::Client::new(&loader.load().await);
+    let client = crate::store::dynamo::client(&loader.load().await);
     match create_table(&client, table).await {
         Ok(()) => tracing::info!(table, "created the table"),
         Err(aws_sdk_dynamodb::Error::ResourceInUseException(_)) => tracing::info!(table, "using the existing table"),
@@ -155,6 +157,7 @@ impl LocalHub {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         config.management_endpoint = Some(format!("http://{addr}/{}", settings.stage));
+        config.auth.warm_up().await;
         let registry = Arc::new(Registry::default());
         let hub = Hub::new(config, store, Arc::new(LocalNotifier::new(registry.clone())));
         let state = Arc::new(State {
@@ -269,21 +272,21 @@ mod tests {
         local_config(|name| map.get(name).cloned()).unwrap()
     }
 
-    #[test]
-    fn local_defaults_apply_only_when_unset() {
+    #[tokio::test]
+    async fn local_defaults_apply_only_when_unset() {
         let c = config(&[]);
         assert!(c.default_token);
         assert_eq!(c.config.table, DEFAULT_TABLE);
-        assert!(c.config.auth.verify(DEFAULT_TOKEN).is_ok());
+        assert!(c.config.auth.verify(DEFAULT_TOKEN).await.is_ok());
         let c = config(&[("AUTH_TOKENS", "alice=secret"), ("CONNECTIONS_TABLE", "t")]);
         assert!(!c.default_token);
         assert_eq!(c.config.table, "t");
         assert!(
-            c.config.auth.verify(DEFAULT_TOKEN).is_err(),
+            c.config.auth.verify(DEFAULT_TOKEN).await.is_err(),
             "configured auth replaces the default"
         );
         let c = config(&[("JWT_SECRET", "s"), ("AUTH_TOKENS", " ")]);
         assert!(!c.default_token);
-        assert!(c.config.auth.verify(DEFAULT_TOKEN).is_err());
+        assert!(c.config.auth.verify(DEFAULT_TOKEN).await.is_err());
     }
 }

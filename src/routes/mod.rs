@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::hub::{now_secs, Hub};
 use crate::protocol::{Action, ErrorCode, Frame, Request};
 use crate::store::StoreError;
+use crate::topics;
 
 /// What every route handler knows about the event, taken from `requestContext`.
 pub struct RouteContext<'a> {
@@ -42,6 +43,12 @@ impl<'a> RouteContext<'a> {
             .fields
             .get(key)
             .and_then(|v| v.as_str())
+    }
+
+    /// Whether this connection's user may subscribe or send to `topic` (see [`crate::topics`]).
+    pub fn may_use_topic(&self, topic: &str) -> bool {
+        let granted = topics::parse_list(self.authorizer_value("topics").unwrap_or("").split(','));
+        self.hub.config.topic_access.allows(self.user_id, &granted, topic)
     }
 
     /// The @connections endpoint: the configured override, else derived from the event.
@@ -116,6 +123,15 @@ async fn message(ctx: &RouteContext<'_>) -> Frame {
         Action::SendMessage { topic, data } => sendmessage::handle(ctx, topic, data, id).await,
         Action::Whoami => whoami::handle(ctx, id).await,
     }
+}
+
+fn forbidden_topic(topic: &str, id: Option<serde_json::Value>) -> Frame {
+    tracing::info!(topic, "topic refused");
+    Frame::error(
+        ErrorCode::ForbiddenTopic,
+        format!("you may not use topic {topic:?}"),
+        id,
+    )
 }
 
 /// The error frame for a store failure, logged here so handlers need not.

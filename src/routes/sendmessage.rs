@@ -2,13 +2,14 @@
 
 use serde_json::Value;
 
-use super::RouteContext;
+use super::{forbidden_topic, RouteContext};
 use crate::fanout::Audience;
 use crate::protocol::{ErrorCode, Frame, MAX_FRAME_BYTES};
 use crate::store::Group;
 
 pub async fn handle(ctx: &RouteContext<'_>, topic: Option<String>, data: Value, id: Option<Value>) -> Frame {
     let group = match &topic {
+        Some(t) if !ctx.may_use_topic(t) => return forbidden_topic(t, id),
         Some(t) => Group::Topic(t.clone()),
         None if ctx.hub.config.allow_client_broadcast => Group::Everyone,
         None => {

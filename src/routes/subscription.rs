@@ -2,10 +2,13 @@
 
 use serde_json::Value;
 
-use super::{store_failure, RouteContext};
+use super::{forbidden_topic, store_failure, RouteContext};
 use crate::protocol::Frame;
 
 pub async fn subscribe(ctx: &RouteContext<'_>, topic: String, id: Option<Value>) -> Frame {
+    if !ctx.may_use_topic(&topic) {
+        return forbidden_topic(&topic, id);
+    }
     let expiry = ctx.hub.expiry(ctx.now);
     match ctx
         .hub

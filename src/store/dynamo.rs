@@ -21,6 +21,22 @@ const DEFAULT_SCAN_SEGMENTS: i32 = 4;
 
 type Item = HashMap<String, AttributeValue>;
 
+/// A DynamoDB client whose requests give up in seconds when the endpoint is unreachable or
+/// stalls, so a route answers an error frame instead of hanging until the Lambda times out.
+/// The SDK's standard retries (3 attempts, throttling included) stay on.
+pub fn client(sdk: &aws_config::SdkConfig) -> Client {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(10))
+        .build();
+    Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(sdk)
+            .timeout_config(timeouts)
+            .build(),
+    )
+}
+
 #[derive(Clone)]
 pub struct DynamoStore {
     client: Client,

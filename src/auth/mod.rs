@@ -1,0 +1,468 @@
+//! Credential checks for the `$connect` authorizer: static tokens, HS256 JWTs signed with
+//! `JWT_SECRET`, and RS256/ES256 JWTs verified with keys from `JWT_JWKS_URL` ([`jwks`]).
+//! Knows tokens; knows nothing of events.
+
+pub mod jwks;
+
+use std::sync::Arc;
+
+use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::topics::{self, Pattern};
+
+/// User id given to a connection authenticated by a bare static token.
+pub const ANONYMOUS: &str = "anonymous";
+/// API Gateway caps request headers at 10 KB; no honest token is larger than this.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+const MAX_USER_ID_CHARS: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("AUTH_TOKENS entry {index}: {reason}")]
+    BadToken { index: usize, reason: String },
+}
+
+/// Why a credential was refused. Never carries the credential itself: these are logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials are configured (set AUTH_TOKENS, JWT_SECRET or JWT_JWKS_URL); denying everything")]
+    NotConfigured,
+    #[error("no token in the request")]
+    NoToken,
+    #[error("token longer than {MAX_TOKEN_BYTES} bytes")]
+    TooLong,
+    #[error("token matches no configured credential")]
+    UnknownToken,
+    #[error("JWT rejected: {0}")]
+    Jwt(String),
+    #[error("JWT has no usable userId or sub claim")]
+    NoUserClaim,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Token,
+    Jwt,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Token => "token",
+            AuthMethod::Jwt => "jwt",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub method: AuthMethod,
+    /// Topic patterns granted by the JWT's `topics` claim (see [`crate::topics`]).
+    pub topics: Vec<Pattern>,
+}
+
+struct StaticToken {
+    user_id: String,
+    /// Only the digest is kept: comparing digests in constant time hides the token's length
+    /// too, and the plaintext never sits in a long-lived struct that might get printed.
+    digest: [u8; 32],
+}
+
+#[derive(Clone)]
+struct Hs256 {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+/// Verifies tokens against `AUTH_TOKENS`, `JWT_SECRET` and `JWT_JWKS_URL`. With none, verifies nothing.
+#[derive(Clone)]
+pub struct AuthConfig {
+    tokens: Arc<[StaticToken]>,
+    hs256: Option<Hs256>,
+    jwks: Option<Arc<jwks::Jwks>>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of Debug output on purpose.
+        f.debug_struct("AuthConfig")
+            .field("static_tokens", &self.tokens.len())
+            .field("hs256", &self.hs256.is_some())
+            .field("jwks", &self.jwks.as_ref().map(|j| j.url()))
+            .finish()
+    }
+}
+
+/// The checks every JWT gets, whatever signed it: `exp` required and enforced, `nbf`, and
+/// `iss` / `aud` when configured. Exactly one algorithm, so `alg: none` and confusion between
+/// algorithm families are refused before any signature math.
+fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: Option<&str>) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp"]);
+    match issuer {
+        Some(iss) => validation.set_issuer(&[iss]),
+        None => validation.iss = None,
+    }
+    match audience {
+        Some(aud) => validation.set_audience(&[aud]),
+        None => validation.validate_aud = false,
+    }
+    validation
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl AuthConfig {
+    /// `tokens`: `AUTH_TOKENS`, comma-separated `TOKEN` or `USER=TOKEN` (split at the first `=`,
+    /// so a token containing `=` needs a user prefix). `secret`: `JWT_SECRET` for HS256.
+    pub fn from_parts(
+        tokens: Option<&str>,
+        secret: Option<&str>,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Result<Self, AuthConfigError> {
+        Self::with_jwks(tokens, secret, None, issuer, audience)
+    }
+
+    /// As [`Self::from_parts`], plus `jwks_url`: `JWT_JWKS_URL` for RS256/ES256 tokens.
+    pub fn with_jwks(
+        tokens: Option<&str>,
+        secret: Option<&str>,
+        jwks_url: Option<&str>,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Result<Self, AuthConfigError> {
+        let mut parsed = Vec::new();
+        for (index, entry) in tokens.unwrap_or("").split(',').map(str::trim).enumerate() {
+            if entry.is_empty() {
+                continue;
+            }
+            let (user_id, token) = match entry.split_once('=') {
+                Some((user, token)) if !user.is_empty() => (user.trim(), token.trim()),
+                _ => (ANONYMOUS, entry),
+            };
+            if token.is_empty() {
+                return Err(AuthConfigError::BadToken {
+                    index,
+                    reason: "empty token".into(),
+                });
+            }
+            if !valid_user_id(user_id) {
+                return Err(AuthConfigError::BadToken {
+                    index,
+                    reason: "user id must be 1-128 printable characters".into(),
+                });
+            }
+            parsed.push(StaticToken {
+                user_id: user_id.to_owned(),
+                digest: sha256(token.as_bytes()),
+            });
+        }
+        let hs256 = secret.map(|secret| Hs256 {
+            key: DecodingKey::from_secret(secret.as_bytes()),
+            validation: validation(Algorithm::HS256, issuer.as_deref(), audience.as_deref()),
+        });
+        let jwks = jwks_url.map(|url| Arc::new(jwks::Jwks::new(url, issuer.as_deref(), audience.as_deref())));
+        Ok(AuthConfig {
+            tokens: parsed.into(),
+            hs256,
+            jwks,
+        })
+    }
+
+    /// Shortens the JWKS refresh interval, so tests need not wait out the minute.
+    pub fn with_jwks_min_refresh(mut self, interval: std::time::Duration) -> Self {
+        if let Some(jwks) = self.jwks.take() {
+            // Only a config not yet cloned can change; a shared one keeps its interval.
+            self.jwks = Some(match Arc::try_unwrap(jwks) {
+                Ok(jwks) => Arc::new(jwks.with_min_refresh(interval)),
+                Err(shared) => shared,
+            });
+        }
+        self
+    }
+
+    /// False means every request is denied (fail closed).
+    pub fn is_configured(&self) -> bool {
+        !self.tokens.is_empty() || self.hs256.is_some() || self.jwks.is_some()
+    }
+
+    /// Fetches the JWKS, if one is configured: call once at cold start so the first
+    /// connection does not wait for it. A failure is logged and retried on demand.
+    pub async fn warm_up(&self) {
+        if let Some(jwks) = &self.jwks {
+            jwks.warm_up().await;
+        }
+    }
+
+    /// Decides who presented `token`.
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        if !self.is_configured() {
+            return Err(AuthError::NotConfigured);
+        }
+        if token.is_empty() {
+            return Err(AuthError::NoToken);
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLong);
+        }
+        let digest = sha256(token.as_bytes());
+        // Every configured token is compared, match or not, so timing does not tell how far down
+        // the list a guess got.
+        let mut found: Option<&str> = None;
+        for candidate in self.tokens.iter() {
+            if bool::from(candidate.digest.ct_eq(&digest)) && found.is_none() {
+                found = Some(&candidate.user_id);
+            }
+        }
+        if let Some(user_id) = found {
+            return Ok(Identity {
+                user_id: user_id.to_owned(),
+                method: AuthMethod::Token,
+                topics: Vec::new(),
+            });
+        }
+        let looks_like_jwt = token.bytes().filter(|b| *b == b'.').count() == 2;
+        if !looks_like_jwt || (self.hs256.is_none() && self.jwks.is_none()) {
+            return Err(AuthError::UnknownToken);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(jwt_error)?;
+        // The header only picks which configured verifier to try; each verifier then accepts
+        // exactly its own algorithm, so the header cannot talk one into another's.
+        let claims: Claims = match (header.alg, &self.hs256, &self.jwks) {
+            (Algorithm::HS256, Some(hs), _) => {
+                jsonwebtoken::decode(token, &hs.key, &hs.validation)
+                    .map_err(jwt_error)?
+                    .claims
+            }
+            (Algorithm::RS256 | Algorithm::ES256, _, Some(jwks)) => {
+                jwks.decode(token, header.kid.as_deref(), header.alg).await?
+            }
+            _ => return Err(AuthError::Jwt("algorithm not allowed".into())),
+        };
+        identity(claims)
+    }
+}
+
+/// The claims wshub reads; the signature and registered claims are checked by jsonwebtoken.
+#[derive(Deserialize)]
+pub(crate) struct Claims {
+    #[serde(rename = "userId")]
+    user_id: Option<serde_json::Value>,
+    sub: Option<serde_json::Value>,
+    /// Topic patterns this user may use: an array of strings, or one space/comma-separated string.
+    topics: Option<serde_json::Value>,
+}
+
+fn identity(claims: Claims) -> Result<Identity, AuthError> {
+    let user_id = [claims.user_id, claims.sub]
+        .into_iter()
+        .flatten()
+        .find_map(|v| v.as_str().filter(|s| valid_user_id(s)).map(str::to_owned))
+        .ok_or(AuthError::NoUserClaim)?;
+    let topics = match &claims.topics {
+        Some(serde_json::Value::Array(items)) => topics::parse_list(items.iter().filter_map(|v| v.as_str())),
+        Some(serde_json::Value::String(list)) => topics::parse_list(list.split([' ', ','])),
+        _ => Vec::new(),
+    };
+    Ok(Identity {
+        user_id,
+        method: AuthMethod::Jwt,
+        topics,
+    })
+}
+
+/// A reason for a log line, never the token.
+pub(crate) fn jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
+    AuthError::Jwt(
+        match e.kind() {
+            ErrorKind::ExpiredSignature => "expired",
+            ErrorKind::ImmatureSignature => "not valid yet (nbf)",
+            ErrorKind::InvalidSignature => "bad signature",
+            ErrorKind::InvalidAlgorithm | ErrorKind::UnsupportedAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                "algorithm not allowed"
+            }
+            ErrorKind::InvalidIssuer => "wrong issuer",
+            ErrorKind::InvalidAudience => "wrong audience",
+            ErrorKind::MissingRequiredClaim(_) => "missing required claim",
+            _ => "malformed",
+        }
+        .to_owned(),
+    )
+}
+
+/// User ids become DynamoDB key values and frame fields: bounded and free of control characters.
+pub fn valid_user_id(id: &str) -> bool {
+    let chars = id.chars().count();
+    (1..=MAX_USER_ID_CHARS).contains(&chars) && !id.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    pub const SECRET: &str = "test-secret-with-enough-entropy-0123456789";
+
+    pub fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    pub fn jwt(claims: serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn config(tokens: &str, secret: Option<&str>) -> AuthConfig {
+        AuthConfig::from_parts(Some(tokens), secret, Some("wshub-tests".into()), Some("wshub".into())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn static_tokens_with_and_without_user() {
+        let auth = config("alice=s3cret, plain ,bob=b=64==", None);
+        assert_eq!(auth.verify("s3cret").await.unwrap().user_id, "alice");
+        assert_eq!(auth.verify("plain").await.unwrap().user_id, ANONYMOUS);
+        assert_eq!(auth.verify("b=64==").await.unwrap().user_id, "bob");
+        assert_eq!(auth.verify("s3cre").await, Err(AuthError::UnknownToken));
+        assert_eq!(auth.verify("").await, Err(AuthError::NoToken));
+        assert_eq!(
+            auth.verify(&"x".repeat(MAX_TOKEN_BYTES + 1)).await,
+            Err(AuthError::TooLong)
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_configured_denies_everything() {
+        let auth = AuthConfig::from_parts(None, None, None, None).unwrap();
+        assert_eq!(auth.verify("anything").await, Err(AuthError::NotConfigured));
+    }
+
+    #[tokio::test]
+    async fn empty_token_in_config_is_an_error() {
+        let err = AuthConfig::from_parts(Some("alice="), None, None, None).unwrap_err();
+        assert!(err.to_string().contains("entry 0"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn debug_output_holds_no_secret() {
+        let auth = config("alice=s3cret", Some(SECRET));
+        let shown = format!("{auth:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains(SECRET), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn jwt_user_from_user_id_claim_then_sub() {
+        let auth = config("", Some(SECRET));
+        let base = json!({"exp": now() + 60, "iss": "wshub-tests", "aud": "wshub"});
+        let mut with_user = base.clone();
+        with_user["userId"] = json!("carol");
+        with_user["sub"] = json!("ignored");
+        assert_eq!(
+            auth.verify(&jwt(with_user)).await.unwrap(),
+            Identity {
+                user_id: "carol".into(),
+                method: AuthMethod::Jwt,
+                topics: vec![],
+            }
+        );
+        let mut with_sub = base.clone();
+        with_sub["sub"] = json!("dave");
+        assert_eq!(auth.verify(&jwt(with_sub)).await.unwrap().user_id, "dave");
+        assert_eq!(auth.verify(&jwt(base)).await, Err(AuthError::NoUserClaim));
+    }
+
+    #[tokio::test]
+    async fn jwt_topics_claim_grants_patterns() {
+        let auth = config("", Some(SECRET));
+        let base = json!({"sub": "u", "exp": now() + 60, "iss": "wshub-tests", "aud": "wshub"});
+        let mut listed = base.clone();
+        listed["topics"] = json!(["team-7/*", "bad topic", "news"]);
+        let got: Vec<String> = auth
+            .verify(&jwt(listed))
+            .await
+            .unwrap()
+            .topics
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        assert_eq!(got, ["team-7/*", "news"], "invalid patterns grant nothing");
+        let mut spaced = base.clone();
+        spaced["topics"] = json!("a b/*");
+        assert_eq!(auth.verify(&jwt(spaced)).await.unwrap().topics.len(), 2);
+        assert!(auth.verify(&jwt(base)).await.unwrap().topics.is_empty());
+    }
+
+    #[tokio::test]
+    async fn jwt_rejections() {
+        let auth = config("", Some(SECRET));
+        let ok = json!({"sub": "u", "exp": now() + 60, "iss": "wshub-tests", "aud": "wshub"});
+        let with = |k: &str, v: serde_json::Value| {
+            let mut c = ok.clone();
+            c[k] = v;
+            jwt(c)
+        };
+        let cases = [
+            (with("exp", json!(now() - 3600)), "expired"),
+            (with("nbf", json!(now() + 3600)), "not valid yet (nbf)"),
+            (with("iss", json!("someone-else")), "wrong issuer"),
+            (with("aud", json!("other")), "wrong audience"),
+        ];
+        for (token, why) in cases {
+            assert_eq!(auth.verify(&token).await, Err(AuthError::Jwt(why.into())), "{why}");
+        }
+        // Signed with another key.
+        let forged = encode(&Header::new(Algorithm::HS256), &ok, &EncodingKey::from_secret(b"other")).unwrap();
+        assert_eq!(auth.verify(&forged).await, Err(AuthError::Jwt("bad signature".into())));
+        // `alg: none` with no signature.
+        let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+        let payload = jwt(ok.clone()).split('.').nth(1).unwrap().to_owned();
+        assert!(matches!(
+            auth.verify(&format!("{header}.{payload}.")).await,
+            Err(AuthError::Jwt(_))
+        ));
+        // HS384 with the right secret is still the wrong algorithm.
+        let hs384 = encode(
+            &Header::new(Algorithm::HS384),
+            &ok,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            auth.verify(&hs384).await,
+            Err(AuthError::Jwt("algorithm not allowed".into()))
+        );
+        // A JWT without exp is refused.
+        let no_exp = jwt(json!({"sub": "u", "iss": "wshub-tests", "aud": "wshub"}));
+        assert_eq!(
+            auth.verify(&no_exp).await,
+            Err(AuthError::Jwt("missing required claim".into()))
+        );
+        assert_eq!(auth.verify("not.a.jwt").await, Err(AuthError::Jwt("malformed".into())));
+        // A payload edited after signing: the signature no longer matches.
+        let token = jwt(ok.clone());
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let forged_payload = jwt(json!({"sub": "admin", "exp": now() + 60, "iss": "wshub-tests", "aud": "wshub"}));
+        parts[1] = forged_payload.split('.').nth(1).unwrap().to_owned();
+        assert_eq!(
+            auth.verify(&parts.join(".")).await,
+            Err(AuthError::Jwt("bad signature".into()))
+        );
+        assert_eq!(auth.verify("garbage").await, Err(AuthError::UnknownToken));
+    }
+}
