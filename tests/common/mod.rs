@@ -19,6 +19,8 @@ pub struct Post {
     pub body: String,
     /// Whether the request carried a SigV4 `Authorization` header.
     pub signed: bool,
+    /// The status this server answered.
+    pub status: u16,
 }
 
 /// A local server playing the API Gateway @connections endpoint. Per connection id it answers
@@ -41,11 +43,11 @@ impl FakeConnections {
         self.received.lock().unwrap().clone()
     }
 
-    /// Bodies posted to one connection, parsed.
+    /// Bodies accepted (200) for one connection, parsed.
     pub fn frames_for(&self, connection_id: &str) -> Vec<serde_json::Value> {
         self.received()
             .iter()
-            .filter(|p| p.connection_id == connection_id)
+            .filter(|p| p.connection_id == connection_id && p.status == 200)
             .map(|p| serde_json::from_str(&p.body).expect("frame is JSON"))
             .collect()
     }
@@ -72,12 +74,6 @@ async fn answer(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
-    fake.received.lock().unwrap().push(Post {
-        stage,
-        connection_id: id.clone(),
-        body,
-        signed,
-    });
     let status = {
         let mut script = fake.script.lock().unwrap();
         let statuses = script.entry(id.clone()).or_insert_with(|| vec![200]);
@@ -87,6 +83,13 @@ async fn answer(
             statuses[0]
         }
     };
+    fake.received.lock().unwrap().push(Post {
+        stage,
+        connection_id: id.clone(),
+        body,
+        signed,
+        status,
+    });
     match (status, id.as_str()) {
         // A bare 410 with no error type: the SDK cannot name it, the status code must decide.
         (410, "gone-bare") => StatusCode::GONE.into_response(),
