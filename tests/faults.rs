@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{sqs_batch, FakeConnections};
+use common::{sdk_config, sqs_batch, FakeConnections};
 use serde_json::{json, Value};
 use wshub::fanout::RetryPolicy;
 use wshub::notify::apigw::ApiGatewayNotifier;
@@ -16,16 +16,6 @@ use wshub::store::dynamo::DynamoStore;
 use wshub::store::memory::MemoryStore;
 use wshub::store::{Connection, ConnectionStore};
 use wshub::{Config, Hub};
-
-async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        ))
-        .load()
-        .await
-}
 
 fn config(endpoint: &str, table: &str) -> Config {
     Config::from_lookup(|name| match name {

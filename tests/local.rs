@@ -1,12 +1,15 @@
 //! The local hub in-process on an ephemeral loopback port, driven by a real WebSocket client,
 //! the AWS SDK's Management API client and plain HTTP.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode};
+use common::sdk_config;
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -173,17 +176,6 @@ async fn wait_removed(hub: &TestHub, id: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("connection {id} still stored");
-}
-
-/// Fixed region and fake credentials: nothing here may reach AWS.
-async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        ))
-        .load()
-        .await
 }
 
 async fn sdk_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {

@@ -4,23 +4,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{sqs_batch, FakeConnections};
+use common::{sdk_config, sqs_batch, FakeConnections};
 use serde_json::json;
 use wshub::notify::apigw::ApiGatewayNotifier;
 use wshub::notify::{Notifier, NotifyError};
 use wshub::store::memory::MemoryStore;
 use wshub::store::{Connection, ConnectionStore};
 use wshub::{Config, Hub};
-
-async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        ))
-        .load()
-        .await
-}
 
 #[tokio::test]
 async fn statuses_are_classified() {

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, DeleteRequest, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
+use aws_smithy_async::future::pagination_stream::PaginationStream;
 use futures::stream::{self, StreamExt};
 
 use super::table::*;
@@ -153,15 +154,7 @@ impl DynamoStore {
             .set_limit(self.page_size)
             .into_paginator()
             .send();
-        stream::unfold(pages, move |mut pages| async move {
-            let page = pages.next().await?;
-            Some((
-                page.map(|p| live_ids(p.items.unwrap_or_default(), now))
-                    .map_err(|e| backend("Query", e)),
-                pages,
-            ))
-        })
-        .boxed()
+        id_pages(pages, "Query", now, |page| page.items)
     }
 
     /// Broadcast audience: a parallel segmented Scan of the sparse `byUser` index, which holds
@@ -181,18 +174,30 @@ impl DynamoStore {
                 .set_limit(self.page_size)
                 .into_paginator()
                 .send();
-            stream::unfold(pages, move |mut pages| async move {
-                let page = pages.next().await?;
-                Some((
-                    page.map(|p| live_ids(p.items.unwrap_or_default(), now))
-                        .map_err(|e| backend("Scan", e)),
-                    pages,
-                ))
-            })
-            .boxed()
+            id_pages(pages, "Scan", now, |page| page.items)
         });
         stream::select_all(segments).boxed()
     }
+}
+
+/// A paginator's pages as pages of live connection ids.
+fn id_pages<O, E, R>(
+    pages: PaginationStream<Result<O, SdkError<E, R>>>,
+    op: &'static str,
+    now: i64,
+    items: fn(O) -> Option<Vec<Item>>,
+) -> Pages
+where
+    O: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + 'static,
+{
+    stream::unfold(pages, move |mut pages| async move {
+        let page = pages.next().await?;
+        let ids = page.map(|p| live_ids(items(p).unwrap_or_default(), now)).map_err(|e| backend(op, e));
+        Some((ids, pages))
+    })
+    .boxed()
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {

@@ -11,6 +11,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
+/// Fixed region and fake credentials: nothing in the tests may reach AWS.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
 /// One POST received by the fake @connections server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Post {
