@@ -76,7 +76,15 @@ impl Config {
         let jwks_url = get("JWT_JWKS_URL");
         if let Some(url) = &jwks_url {
             // Keys fetched over plain http could be swapped in transit; loopback is for tests.
-            let local = url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost");
+            let host = url
+                .strip_prefix("http://")
+                .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+            let host = host.map(|h| {
+                h.rsplit_once(':')
+                    .filter(|(_, port)| port.parse::<u16>().is_ok())
+                    .map_or(h, |(h, _)| h)
+            });
+            let local = matches!(host, Some("127.0.0.1" | "localhost" | "[::1]"));
             if !(url.starts_with("https://") || local) {
                 return Err(ConfigError::Invalid {
                     name: "JWT_JWKS_URL",

@@ -194,7 +194,9 @@ where
 {
     stream::unfold(pages, move |mut pages| async move {
         let page = pages.next().await?;
-        let ids = page.map(|p| live_ids(items(p).unwrap_or_default(), now)).map_err(|e| backend(op, e));
+        let ids = page
+            .map(|p| live_ids(items(p).unwrap_or_default(), now))
+            .map_err(|e| backend(op, e));
         Some((ids, pages))
     })
     .boxed()
