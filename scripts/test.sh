@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test: format and lint gates, template lints and checkov, unit tests, the
 # integration tests against a moto server that this script installs, starts on a free port and
-# stops again, the release binary driven through a local Lambda Runtime API, the local
-# hub's end-to-end checks with wscat and headless Chromium
+# stops again, the release binary driven through a local Lambda Runtime API, a short fuzz run
+# (scripts/fuzz-smoke.sh), the local hub's end-to-end checks with wscat and headless Chromium
 # (scripts/e2e-local.sh), and `sam build` for arm64.
 # Needs a Rust toolchain (rustup), python3 and Node.js with npm on PATH; installs the rest
-# itself (Chromium with apt-get when /usr/bin/chromium is missing, which needs root).
+# itself (Chromium with apt-get when /usr/bin/chromium is missing, which needs root; the
+# nightly toolchain and cargo-fuzz for the fuzz run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,6 +63,9 @@ sam validate --lint
 cargo build --release --locked --bin wshub
 export WSHUB_LAMBDA_BINARY="$PWD/target/release/wshub"
 cargo test --all-targets --locked -- --include-ignored
+
+# The fuzz targets (fuzz/), briefly, from their committed corpus; see BENCHMARKS.md for long runs.
+./scripts/fuzz-smoke.sh
 
 # The local hub, end to end, with real clients.
 ./scripts/e2e-local.sh
