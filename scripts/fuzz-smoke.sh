@@ -4,7 +4,8 @@
 # timeout or out-of-memory; the input that did it is saved under fuzz/artifacts/<target>/.
 # New inputs go to target/fuzz-smoke/, so the committed corpus only changes on purpose
 # (BENCHMARKS.md has the long runs and how the corpus was minimized).
-# Needs rustup; installs the nightly toolchain and the pinned cargo-fuzz when missing.
+# Needs rustup and a C++ compiler (libfuzzer-sys builds libFuzzer); installs the nightly
+# toolchain and the pinned cargo-fuzz when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -222,6 +222,15 @@ fn rows() -> Vec<(&'static str, Input, Expected)> {
         ("frame: over 128 KB of garbage", frame(big.clone()), ErrorFrame("bad_json")),
         ("frame: base64 binary frame", Binary(br#"{"action":"ping"}"#.to_vec()), ErrorFrame("bad_json")),
         ("frame: binary frame, invalid UTF-8", Binary(vec![0xff, 0xfe, 0x00, 0x80]), ErrorFrame("bad_json")),
+        (
+            "frame: isBase64Encoded with a body that is not base64",
+            ping_event(|e| {
+                e["requestContext"]["connectionId"] = json!(CONNECTION);
+                e["isBase64Encoded"] = json!(true);
+                e["body"] = json!("{\"action\":\"ping\"} not base64 %%%");
+            }),
+            ErrorFrame("bad_json"),
+        ),
         ("frame: no action", frame("{}"), ErrorFrame("missing_action")),
         ("frame: action null", frame(r#"{"action":null}"#), ErrorFrame("missing_action")),
         ("frame: action is a number", frame(r#"{"action":1}"#), ErrorFrame("missing_action")),
