@@ -1,22 +1,13 @@
 //! Malformed events, client frames and SQS bodies, one table: each row gets its documented
 //! answer (an invocation error's `errorType`, an error frame's `code`, or a batch item failure),
 //! nothing panics, and after a bad frame the connection is still registered and still answers
-//! `ping`. The last tests send what only a real socket can carry (invalid UTF-8, a frame over
-//! 128 KB) to the local hub.
+//! `ping`. What only a real socket can carry (invalid UTF-8, a frame over 128 KB) is tested
+//! through the local hub in tests/local.rs.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
-use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wshub::local::{local_config, LocalHub, Settings};
 use wshub::notify::memory::MemoryNotifier;
 use wshub::store::memory::MemoryStore;
 use wshub::store::ConnectionStore;
@@ -455,147 +446,4 @@ fn a_deeply_nested_event_is_refused_by_the_parser_not_by_the_stack() {
     // it; its recursion limit (128) turns 100 000 open brackets into an error, not an overflow.
     let err = serde_json::from_str::<Value>(&nested(100_000)).unwrap_err();
     assert!(err.to_string().contains("recursion limit"), "{err}");
-}
-
-// Through the local hub, with a real WebSocket client: what cannot be put in a JSON event.
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-struct LocalFixture {
-    ws_url: String,
-    store: Arc<dyn ConnectionStore>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl LocalFixture {
-    async fn start() -> LocalFixture {
-        let vars: HashMap<String, String> = HashMap::from([("AUTH_TOKENS".into(), "alice=alice-token".into())]);
-        let config = local_config(|name| vars.get(name).cloned()).unwrap().config;
-        let store: Arc<dyn ConnectionStore> = Arc::new(MemoryStore::new());
-        let hub = LocalHub::bind("127.0.0.1:0", Settings::default(), config, store.clone())
-            .await
-            .unwrap();
-        let ws_url = hub.ws_url();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(hub.serve(async move {
-            let _ = stopped.await;
-        }));
-        LocalFixture {
-            ws_url,
-            store,
-            stop,
-            served,
-        }
-    }
-
-    async fn connect(&self) -> (Ws, String) {
-        let mut request = self.ws_url.as_str().into_client_request().unwrap();
-        request.headers_mut().insert("token", "alice-token".parse().unwrap());
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        let me = request_reply(&mut ws, Message::text(r#"{"action":"whoami"}"#)).await;
-        let id = me["connectionId"].as_str().unwrap().to_owned();
-        (ws, id)
-    }
-
-    async fn registered(&self, id: &str) -> bool {
-        self.store.get_connection(id, 0).await.unwrap().is_some()
-    }
-
-    async fn shutdown(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(15), self.served)
-            .await
-            .expect("serve returns after shutdown")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-/// Sends `message` and returns the next text frame, as JSON (control frames skipped).
-async fn request_reply(ws: &mut Ws, message: Message) -> Value {
-    ws.send(message).await.unwrap();
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a reply within 5 s")
-            .expect("socket open")
-            .expect("valid frame");
-        match next {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-/// The close code the server sends, reading past anything else.
-async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("the server closes within 5 s")
-        {
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => return None,
-        }
-    }
-}
-
-/// `$disconnect` runs after the socket ends; the rows go shortly after the close.
-async fn wait_unregistered(hub: &LocalFixture, id: &str) {
-    for _ in 0..100 {
-        if !hub.registered(id).await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{id} still registered 5 s after its socket closed");
-}
-
-#[tokio::test]
-async fn local_hub_answers_an_invalid_utf8_binary_frame_with_bad_json_and_stays_open() {
-    let hub = LocalFixture::start().await;
-    let (mut ws, id) = hub.connect().await;
-    let reply = request_reply(&mut ws, Message::binary(vec![0xff, 0xfe, 0x00, 0x80, b'{'])).await;
-    assert_eq!(reply["action"], "error", "{reply}");
-    assert_eq!(reply["code"], "bad_json", "{reply}");
-    assert_eq!(
-        request_reply(&mut ws, Message::text(r#"{"action":"ping"}"#)).await,
-        json!({"action": "pong"})
-    );
-    assert!(hub.registered(&id).await);
-    hub.shutdown().await;
-}
-
-#[tokio::test]
-async fn local_hub_closes_with_1009_on_a_text_frame_over_128_kb() {
-    let hub = LocalFixture::start().await;
-    let (mut ws, id) = hub.connect().await;
-    let body = json!({"action": "sendmessage", "topic": "t", "data": "x".repeat(OVER_128_KB)}).to_string();
-    ws.send(Message::text(body)).await.unwrap();
-    assert_eq!(close_code(&mut ws).await, Some(CloseCode::Size));
-    wait_unregistered(&hub, &id).await;
-    hub.shutdown().await;
-}
-
-#[tokio::test]
-async fn local_hub_closes_with_1007_on_a_text_frame_that_is_not_utf8_and_serves_the_others() {
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-
-    let hub = LocalFixture::start().await;
-    let (mut bystander, _) = hub.connect().await;
-    let (mut ws, id) = hub.connect().await;
-    // A client library refuses to build such a text message; a raw frame gets it on the wire.
-    let frame = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
-    ws.send(Message::Frame(frame)).await.unwrap();
-    assert_eq!(close_code(&mut ws).await, Some(CloseCode::Invalid));
-    wait_unregistered(&hub, &id).await;
-    assert_eq!(
-        request_reply(&mut bystander, Message::text(r#"{"action":"ping"}"#)).await,
-        json!({"action": "pong"})
-    );
-    hub.shutdown().await;
 }
