@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test: format and lint gates, template lints, unit tests, the integration tests
-# against a moto server that this script installs, starts on a free port and stops again, the
-# release binary driven through a local Lambda Runtime API, the local hub's end-to-end checks
-# with wscat and headless Chromium (scripts/e2e-local.sh), and `sam build` for arm64.
+# Runs every test: format and lint gates, template lints and checkov, unit tests, the
+# integration tests against a moto server that this script installs, starts on a free port and
+# stops again, the release binary driven through a local Lambda Runtime API, a short fuzz run
+# (scripts/fuzz-smoke.sh), the local hub's end-to-end checks with wscat and headless Chromium
+# (scripts/e2e-local.sh), and `sam build` for arm64.
 # Needs a Rust toolchain (rustup), python3 and Node.js with npm on PATH; installs the rest
-# itself (Chromium with apt-get when /usr/bin/chromium is missing, which needs root).
+# itself (Chromium with apt-get when /usr/bin/chromium is missing, which needs root; the
+# nightly toolchain and cargo-fuzz for the fuzz run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,12 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+# checkov gets a venv of its own: it pins a boto3 that aws-sam-cli's cannot live with.
+checkov_venv="${WSHUB_CHECKOV_VENV:-.venv-checkov}"
+if [ ! -x "$checkov_venv/bin/python" ]; then
+  python3 -m venv "$checkov_venv"
+fi
+"$checkov_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-checkov.txt
 # cargo-lambda, zig (via `python -m ziglang`), sam and cfn-lint come from the venv.
 export PATH="$PWD/$venv/bin:$PATH"
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1
@@ -47,11 +55,17 @@ cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cfn-lint template.yaml
 sam validate --lint
+# Fails on any finding; accepted ones are skipped with their reason in the resource's Metadata.
+# --skip-download: no call to Prisma Cloud for guidelines (and no network needed).
+"$checkov_venv/bin/checkov" -f template.yaml --framework cloudformation --quiet --compact --skip-download
 
 # tests/lambda_binary.rs runs the release binary, as Lambda would.
 cargo build --release --locked --bin wshub
 export WSHUB_LAMBDA_BINARY="$PWD/target/release/wshub"
 cargo test --all-targets --locked -- --include-ignored
+
+# The fuzz targets (fuzz/), briefly, from their committed corpus; see BENCHMARKS.md for long runs.
+./scripts/fuzz-smoke.sh
 
 # The local hub, end to end, with real clients.
 ./scripts/e2e-local.sh

@@ -649,3 +649,48 @@ async fn a_failing_connect_route_refuses_the_upgrade_with_its_status() {
     }
     hub.shutdown().await;
 }
+
+// Bad input only a real socket can carry; the table of malformed events is tests/bad_input.rs.
+
+#[tokio::test]
+async fn an_invalid_utf8_binary_frame_gets_bad_json_and_the_socket_stays_open() {
+    let hub = start().await;
+    let mut ws = connect(&hub, "alice-token").await;
+    let id = connection_id(&mut ws).await;
+    ws.send(Message::binary(vec![0xff, 0xfe, 0x00, 0x80, b'{']))
+        .await
+        .unwrap();
+    let reply = next_json(&mut ws).await;
+    assert_eq!(
+        (reply["action"].as_str(), reply["code"].as_str()),
+        (Some("error"), Some("bad_json")),
+        "{reply}"
+    );
+    assert_eq!(
+        request(&mut ws, json!({"action": "ping"})).await,
+        json!({"action": "pong"})
+    );
+    assert!(hub.stored(&id).await);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007_and_the_others_are_served() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+
+    let hub = start().await;
+    let mut bystander = connect(&hub, "bob-token").await;
+    let mut ws = connect(&hub, "alice-token").await;
+    let id = connection_id(&mut ws).await;
+    // A client library refuses to build such a text message; a raw frame gets it on the wire.
+    let frame = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    ws.send(Message::Frame(frame)).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(CloseCode::Invalid));
+    wait_removed(&hub, &id).await;
+    assert_eq!(
+        request(&mut bystander, json!({"action": "ping"})).await,
+        json!({"action": "pong"})
+    );
+    hub.shutdown().await;
+}

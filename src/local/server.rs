@@ -239,6 +239,12 @@ impl Connection {
                             tracing::info!("message over {MAX_MESSAGE_BYTES} bytes");
                             break close(&mut ws, 1009, "Message too big").await;
                         }
+                        // RFC 6455 fails the connection on a text frame that is not UTF-8;
+                        // 1007 tells the client why instead of a bare dropped socket.
+                        Some(Err(e)) if is_invalid_utf8(&e) => {
+                            tracing::info!("text message is not UTF-8");
+                            break close(&mut ws, 1007, "Invalid frame payload data").await;
+                        }
                         Some(Err(e)) => {
                             tracing::info!(error = %e, "socket failed");
                             break (1006, "Connection lost".into());
@@ -345,12 +351,21 @@ async fn drain(ws: &mut WebSocket) {
 
 /// axum hides tungstenite's error type; only a message over the size limit closes with 1009.
 fn is_too_big(e: &axum::Error) -> bool {
+    tungstenite_error(e).is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+}
+
+/// A text message that is not valid UTF-8 closes with 1007.
+fn is_invalid_utf8(e: &axum::Error) -> bool {
+    tungstenite_error(e).is_some_and(|e| matches!(e, tungstenite::Error::Utf8(_)))
+}
+
+fn tungstenite_error(e: &axum::Error) -> Option<&tungstenite::Error> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = err.downcast_ref::<tungstenite::Error>() {
-            return true;
+        if let Some(found) = err.downcast_ref::<tungstenite::Error>() {
+            return Some(found);
         }
         source = err.source();
     }
-    false
+    None
 }
