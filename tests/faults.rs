@@ -157,6 +157,35 @@ async fn connections_storms_lose_nothing_across_redelivery() {
     );
 }
 
+#[tokio::test]
+async fn a_stalled_connections_endpoint_fails_the_record_not_the_batch() {
+    let fake = FakeConnections::default();
+    fake.script("stalled", &[0]);
+    let endpoint = fake.start().await;
+    let store = Arc::new(MemoryStore::new());
+    let notifier = ApiGatewayNotifier::new(sdk_config().await).with_attempt_timeout(Duration::from_millis(200));
+    let mut hub = Hub::new(config(&endpoint, "t"), store.clone(), Arc::new(notifier));
+    hub.retry = fast_retry();
+    register(store.as_ref(), "stalled", "sam", &[]).await;
+    register(store.as_ref(), "fine", "fay", &[]).await;
+    let batch = sqs_batch(&[
+        ("to-sam", json!({"userId": "sam", "data": 1})),
+        ("to-fay", json!({"userId": "fay", "data": 2})),
+    ]);
+    let response = wshub::handle(&hub, batch, None).await.unwrap();
+    assert_eq!(response, json!({"batchItemFailures": [{"itemIdentifier": "to-sam"}]}));
+    let attempts = fake.received().iter().filter(|p| p.connection_id == "stalled").count();
+    assert_eq!(
+        attempts, 4,
+        "each timed-out attempt is retried up to the policy's limit"
+    );
+    assert_eq!(fake.frames_for("fine").len(), 1);
+    assert!(
+        store.get_connection("stalled", epoch()).await.unwrap().is_some(),
+        "a timeout is not a 410"
+    );
+}
+
 /// A DynamoDB front that answers `ProvisionedThroughputExceededException` to the next N calls
 /// and forwards the rest to the real server behind it.
 #[derive(Clone)]

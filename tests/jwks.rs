@@ -333,6 +333,31 @@ async fn attack_matrix_is_denied_and_nothing_secret_is_logged() {
         let response = wshub::handle(&hub, authorizer_event(&token), None).await.unwrap();
         assert_eq!(response["policyDocument"]["Statement"][0]["Effect"], "Allow");
     }
+    // Algorithm confusion across configurations: an RS256 token where only HS256 is configured,
+    // and an HS256 token where only the JWKS is.
+    let hs_only = AuthConfig::from_parts(
+        None,
+        Some(HS_SECRET),
+        Some("https://idp.example.com".into()),
+        Some("wshub".into()),
+    )
+    .unwrap();
+    assert_eq!(
+        hs_only.verify(&good_rs).await,
+        Err(AuthError::Jwt("algorithm not allowed".into()))
+    );
+    let jwks_only = auth(&url, None);
+    let hs_token = sign(
+        Algorithm::HS256,
+        Some("rsa-1"),
+        &EncodingKey::from_secret(rsa_1_n.as_bytes()),
+        &claims(json!({})),
+    );
+    assert_eq!(
+        jwks_only.verify(&hs_token).await,
+        Err(AuthError::Jwt("algorithm not allowed".into()))
+    );
+
     let logged = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
     assert!(
         logged.contains("connection denied"),

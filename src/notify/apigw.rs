@@ -20,6 +20,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ApiGatewayNotifier {
     config: aws_config::SdkConfig,
     clients: Mutex<HashMap<String, Client>>,
+    attempt_timeout: Duration,
 }
 
 impl ApiGatewayNotifier {
@@ -27,7 +28,14 @@ impl ApiGatewayNotifier {
         ApiGatewayNotifier {
             config,
             clients: Mutex::new(HashMap::new()),
+            attempt_timeout: ATTEMPT_TIMEOUT,
         }
+    }
+
+    /// How long one post may take before it counts as a (retryable) transport failure.
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
     }
 
     fn client(&self, endpoint: &str) -> Client {
@@ -42,7 +50,7 @@ impl ApiGatewayNotifier {
                     .retry_config(aws_config::retry::RetryConfig::disabled())
                     .timeout_config(
                         aws_config::timeout::TimeoutConfig::builder()
-                            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                            .operation_attempt_timeout(self.attempt_timeout)
                             .build(),
                     )
                     .build();

@@ -35,7 +35,8 @@ pub struct Post {
 }
 
 /// A local server playing the API Gateway @connections endpoint. Per connection id it answers
-/// the scripted statuses in order (the last repeats; 200 when unscripted) and records every post.
+/// the scripted statuses in order (the last repeats; 200 when unscripted; 0 never answers) and
+/// records every post.
 #[derive(Clone, Default)]
 pub struct FakeConnections {
     script: Arc<Mutex<HashMap<String, Vec<u16>>>>,
@@ -101,6 +102,10 @@ async fn answer(
         signed,
         status,
     });
+    if status == 0 {
+        // Scripted as 0: never answer, like an endpoint that stalls.
+        std::future::pending::<()>().await;
+    }
     match (status, id.as_str()) {
         // A bare 410 with no error type: the SDK cannot name it, the status code must decide.
         (410, "gone-bare") => StatusCode::GONE.into_response(),
