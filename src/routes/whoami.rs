@@ -3,7 +3,8 @@
 use serde_json::Value;
 
 use super::{store_failure, RouteContext};
-use crate::protocol::{ErrorCode, Frame};
+use crate::protocol::Frame;
+use crate::store::StoreError;
 
 pub async fn handle(ctx: &RouteContext<'_>, id: Option<Value>) -> Frame {
     match ctx.hub.store.get_connection(ctx.connection_id, ctx.now).await {
@@ -17,11 +18,7 @@ pub async fn handle(ctx: &RouteContext<'_>, id: Option<Value>) -> Frame {
                 id,
             }
         }
-        Ok(None) => Frame::error(
-            ErrorCode::NotConnected,
-            "this connection is not registered; reconnect",
-            id,
-        ),
+        Ok(None) => store_failure(StoreError::NotConnected(ctx.connection_id.to_owned()), id),
         Err(e) => store_failure(e, id),
     }
 }
