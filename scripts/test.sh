@@ -10,46 +10,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv="${WSHUB_VENV:-.venv}"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+# The test venv (moto, cfn-lint, aws-sam-cli, cargo-lambda, zig) and a moto server on a free
+# port, stopped on exit; the SDK is pointed at it with fake credentials.
+source scripts/moto.sh
 # checkov gets a venv of its own: it pins a boto3 that aws-sam-cli's cannot live with.
 checkov_venv="${WSHUB_CHECKOV_VENV:-.venv-checkov}"
 if [ ! -x "$checkov_venv/bin/python" ]; then
   python3 -m venv "$checkov_venv"
 fi
 "$checkov_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-checkov.txt
-# cargo-lambda, zig (via `python -m ziglang`), sam and cfn-lint come from the venv.
-export PATH="$PWD/$venv/bin:$PATH"
-export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1
-
-mkdir -p target
-port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >target/moto.log 2>&1 &
-moto_pid=$!
-stop_moto() { kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; }
-trap stop_moto EXIT
-
-"$venv/bin/python" - "$port" <<'PY'
-import sys, time, urllib.request
-url = f"http://127.0.0.1:{sys.argv[1]}/moto-api/"
-for _ in range(150):
-    try:
-        urllib.request.urlopen(url, timeout=1)
-        sys.exit(0)
-    except Exception:
-        time.sleep(0.2)
-sys.exit(f"moto server did not answer on {url}; see target/moto.log")
-PY
-echo "moto server on 127.0.0.1:$port"
-
-# Fake credentials and a region for the SDK; nothing here may reach real AWS.
-export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
-unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL || true
-export AWS_EC2_METADATA_DISABLED=true
+export SAM_CLI_TELEMETRY=0
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -1,0 +1,260 @@
+//! Cold start of the release `wshub` binary beside a minimal `lambda_runtime` hello-world
+//! (`examples/hello.rs`, same profile), launched alternately in one run so both see the same
+//! machine noise. Each launch gets a fresh Runtime API served here and is measured from `exec`:
+//!
+//! - `poll`: to the function's first `GET …/invocation/next` (init done);
+//! - `first`: to the response to a first `$connect` event (against the DynamoDB endpoint given,
+//!   normally moto), i.e. init plus everything the first request pays for;
+//! - `warm`: a second `$connect` on the same process, from handing it out to its response.
+//!
+//! `scripts/bench-coldstart.sh` starts moto, builds both binaries and runs this.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::Router;
+use clap::Parser;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    wshub: PathBuf,
+    #[arg(long)]
+    hello: PathBuf,
+    /// DynamoDB endpoint (moto) for `wshub`'s `$connect`.
+    #[arg(long)]
+    dynamodb: String,
+    /// Launches of each binary (after one discarded warm-up launch each).
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
+}
+
+#[derive(Debug)]
+enum Signal {
+    Poll(Instant),
+    Served(Instant),
+    Answered(Instant, Value),
+}
+
+#[derive(Clone)]
+struct Api {
+    events: Arc<Mutex<Vec<Value>>>,
+    tx: mpsc::UnboundedSender<Signal>,
+}
+
+async fn next(State(api): State<Api>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let _ = api.tx.send(Signal::Poll(Instant::now()));
+    let event = api.events.lock().unwrap().pop();
+    let Some(event) = event else {
+        // No more work: hold the poll open until the process is killed.
+        std::future::pending::<()>().await;
+        unreachable!()
+    };
+    let deadline = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 30_000;
+    let _ = api.tx.send(Signal::Served(Instant::now()));
+    let headers = [
+        (
+            "lambda-runtime-aws-request-id",
+            format!("req-{:08x}", fastrand::u32(..)),
+        ),
+        ("lambda-runtime-deadline-ms", deadline.to_string()),
+        (
+            "lambda-runtime-invoked-function-arn",
+            "arn:aws:lambda:us-east-1:123456789012:function:wshub".into(),
+        ),
+    ];
+    (headers, event.to_string()).into_response()
+}
+
+async fn answer(State(api): State<Api>, Path(_id): Path<String>, body: Bytes) -> &'static str {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let _ = api.tx.send(Signal::Answered(Instant::now(), value));
+    "{}"
+}
+
+async fn init_error(body: Bytes) -> &'static str {
+    panic!("init error: {}", String::from_utf8_lossy(&body));
+}
+
+struct Launch {
+    poll: Duration,
+    first: Duration,
+    warm: Duration,
+}
+
+fn connect_event(template: &Value) -> Value {
+    let mut event = template.clone();
+    let id = format!("cold{:012x}=", fastrand::u64(..) >> 16);
+    event["requestContext"]["connectionId"] = Value::String(id);
+    event
+}
+
+async fn launch(binary: &PathBuf, env: &[(String, String)], template: &Value, expect_connect: bool) -> Launch {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // Popped from the back: the first event handed out is the last in the vector.
+    let api = Api {
+        events: Arc::new(Mutex::new(vec![connect_event(template), connect_event(template)])),
+        tx,
+    };
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(answer))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(answer))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = command.spawn().expect("spawn");
+
+    let mut polls = Vec::new();
+    let mut served = Vec::new();
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+            Ok(Some(Signal::Poll(t))) => polls.push(t),
+            Ok(Some(Signal::Served(t))) => served.push(t),
+            Ok(Some(Signal::Answered(t, v))) => answers.push((t, v)),
+            _ => panic!("{} did not answer within 30 s", binary.display()),
+        }
+    }
+    let _ = child.kill().await;
+    server.abort();
+    for (_, v) in &answers {
+        if expect_connect {
+            assert_eq!(v["statusCode"], 200, "$connect failed: {v}");
+        } else {
+            assert!(v["requestContext"].is_object(), "hello did not echo: {v}");
+        }
+    }
+    Launch {
+        poll: polls[0] - started,
+        first: answers[0].0 - started,
+        warm: answers[1].0 - served[1],
+    }
+}
+
+fn stats(mut xs: Vec<Duration>) -> (f64, f64, f64) {
+    xs.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let at = |q: f64| ms(xs[((xs.len() - 1) as f64 * q).round() as usize]);
+    (at(0.0), at(0.5), at(0.9))
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let table = format!("wshub-cold-{:08x}", fastrand::u32(..));
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&args.dynamodb)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "bench",
+        ))
+        .load()
+        .await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    wshub::store::table::create_table(&client, &table)
+        .await
+        .expect("create table");
+
+    let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+    let template: Value = serde_json::from_str(&std::fs::read_to_string(events.join("connect.json")).unwrap()).unwrap();
+    let lambda_env: Vec<(String, String)> = [
+        ("PATH", "/usr/bin:/bin"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "wshub"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/wshub"),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/21/[$LATEST]0123456789abcdef"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        // As Lambda provides them: from the environment, no profile files, no IMDS.
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_SESSION_TOKEN", "testing"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut wshub_env = lambda_env.clone();
+    wshub_env.extend(
+        [
+            ("CONNECTIONS_TABLE", table.as_str()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", args.dynamodb.as_str()),
+            ("AUTH_TOKENS", "alice=alice-token,bob=bob-token"),
+            ("APIGW_MANAGEMENT_ENDPOINT", "http://127.0.0.1:9/local"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+
+    let mut hello = Vec::new();
+    let mut ours = Vec::new();
+    // One discarded launch each: the first exec after a build reads the binary from disk.
+    launch(&args.hello, &lambda_env, &template, false).await;
+    launch(&args.wshub, &wshub_env, &template, true).await;
+    for run in 0..args.runs {
+        // Alternate the order so neither binary always runs right after the other.
+        if run % 2 == 0 {
+            hello.push(launch(&args.hello, &lambda_env, &template, false).await);
+            ours.push(launch(&args.wshub, &wshub_env, &template, true).await);
+        } else {
+            ours.push(launch(&args.wshub, &wshub_env, &template, true).await);
+            hello.push(launch(&args.hello, &lambda_env, &template, false).await);
+        }
+    }
+
+    println!("{} launches each; milliseconds as min / median / p90", args.runs);
+    println!("| figure | hello-world | wshub | ratio of medians |");
+    println!("|---|---|---|---|");
+    type Pick = fn(&Launch) -> Duration;
+    let rows: [(&str, Pick); 3] = [
+        ("exec → first Runtime API poll", |l| l.poll),
+        ("exec → response to first `$connect`", |l| l.first),
+        ("warm `$connect` (same process)", |l| l.warm),
+    ];
+    for (name, pick) in rows {
+        let h = stats(hello.iter().map(pick).collect());
+        let w = stats(ours.iter().map(pick).collect());
+        println!(
+            "| {name} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {:.2}× |",
+            h.0,
+            h.1,
+            h.2,
+            w.0,
+            w.1,
+            w.2,
+            w.1 / h.1
+        );
+    }
+    let cold_penalty = stats(ours.iter().map(|l| l.first - l.poll).collect());
+    println!(
+        "\nwshub's first `$connect` after its poll: median {:.2} ms, against {:.2} ms warm",
+        cold_penalty.1,
+        stats(ours.iter().map(|l| l.warm).collect()).1
+    );
+}
