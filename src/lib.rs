@@ -11,7 +11,8 @@
 //! | anything else                            | error naming its keys  | `wshub.UnrecognizedEvent`   |
 //!
 //! Layout (hexagonal: handlers see ports, never backends):
-//! - [`hub::Hub`]: configuration plus the two ports, built once per process.
+//! - [`hub::Hub`]: configuration plus the two ports, built once per process; [`aws`]: the AWS
+//!   SDK configuration it builds them with, straight from Lambda's environment.
 //! - [`store`]: the [`store::ConnectionStore`] port; DynamoDB and in-memory implementations;
 //!   [`store::table`] defines the table once for code, tests, local hub and template.
 //! - [`notify`]: the [`notify::Notifier`] port; Management API and in-memory implementations.
@@ -27,6 +28,7 @@
 
 pub mod auth;
 pub mod authorizer;
+pub mod aws;
 pub mod config;
 pub mod event;
 pub mod fanout;
