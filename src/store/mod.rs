@@ -4,6 +4,7 @@
 //! implement it. Reads skip rows whose `ttl` has passed, because DynamoDB deletes expired
 //! items lazily (up to days later).
 
+pub mod capacity;
 #[doc(hidden)]
 pub mod contract;
 pub mod dynamo;
