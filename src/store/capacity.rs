@@ -42,7 +42,8 @@ impl Usage {
     }
 
     pub fn read_units(&self) -> f64 {
-        self.0.values().map(|u| u.read_units).sum()
+        // A fold from +0.0: an empty f64 sum is -0.0.
+        self.0.values().fold(0.0, |total, u| total + u.read_units)
     }
 
     /// What happened between `earlier` and this snapshot.
