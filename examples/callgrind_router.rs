@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let Some(case) = workload::cases().into_iter().find(|c| &c.name == case) else {
+    let Some(case) = workload::cases().into_iter().find(|c| c.name == case.as_str()) else {
         eprintln!("unknown case {case}");
         return ExitCode::from(2);
     };

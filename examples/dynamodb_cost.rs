@@ -102,7 +102,7 @@ fn sqs_event(message_id: &str, body: Value) -> Value {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(1000);
-    if n == 0 || n % (PER_USER * TOPICS) != 0 {
+    if n == 0 || !n.is_multiple_of(PER_USER * TOPICS) {
         return Err("CONNECTIONS must be a positive multiple of 100".into());
     }
     if std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_err() {
