@@ -80,9 +80,14 @@ impl CapacityMeter {
 
     fn record(&self, operation: &str, read_units: f64) {
         let mut totals = self.lock();
-        let entry = totals.entry(operation.to_owned()).or_default();
-        entry.calls += 1;
-        entry.read_units += read_units;
+        // Looked up first so a known operation costs no allocation.
+        if !totals.contains_key(operation) {
+            totals.insert(operation.to_owned(), OperationUse::default());
+        }
+        if let Some(entry) = totals.get_mut(operation) {
+            entry.calls += 1;
+            entry.read_units += read_units;
+        }
     }
 }
 
