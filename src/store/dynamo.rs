@@ -1,6 +1,7 @@
 //! DynamoDB implementation of the connection store. Table layout: [`super::table`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_async::future::pagination_stream::PaginationStream;
 use futures::stream::{self, StreamExt};
 
+use super::capacity::{CapacityMeter, MeterInterceptor};
 use super::table::*;
 use super::{is_live, Connection, ConnectionStore, ConnectionView, Group, Pages, StoreError};
 
@@ -44,12 +46,23 @@ pub struct DynamoStore {
     table: String,
     page_size: Option<i32>,
     scan_segments: i32,
+    meter: Arc<CapacityMeter>,
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let meter = Arc::new(CapacityMeter::default());
+        // The same client (connections, credentials, retries) with the meter's hook added.
+        let client = Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .interceptor(MeterInterceptor(meter.clone()))
+                .build(),
+        );
         DynamoStore {
             client,
+            meter,
             table: table.into(),
             page_size: None,
             scan_segments: DEFAULT_SCAN_SEGMENTS,
@@ -73,6 +86,11 @@ impl DynamoStore {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Calls and consumed read capacity of this store (and its clones) so far.
+    pub fn capacity(&self) -> &CapacityMeter {
+        &self.meter
     }
 
     async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {

@@ -1,9 +1,11 @@
 //! The connection store port: connections, their users and their topic subscriptions.
 //!
 //! Handlers see only [`ConnectionStore`]; [`dynamo::DynamoStore`] and [`memory::MemoryStore`]
-//! implement it. Reads skip rows whose `ttl` has passed, because DynamoDB deletes expired
-//! items lazily (up to days later).
+//! implement it; [`capacity`] meters the DynamoDB one's calls and consumed capacity. Reads
+//! skip rows whose `ttl` has passed, because DynamoDB deletes expired items lazily (up to days
+//! later).
 
+pub mod capacity;
 #[doc(hidden)]
 pub mod contract;
 pub mod dynamo;
