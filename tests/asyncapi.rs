@@ -83,7 +83,10 @@ fn the_document_has_every_action_and_error_code_of_the_code_and_no_other() {
 #[test]
 fn the_document_states_the_codes_limits() {
     assert_eq!(doc()["info"]["x-wshub-max-frame-bytes"], json!(MAX_FRAME_BYTES));
-    assert_eq!(doc()["components"]["schemas"]["Topic"]["maxLength"], json!(MAX_TOPIC_CHARS));
+    assert_eq!(
+        doc()["components"]["schemas"]["Topic"]["maxLength"],
+        json!(MAX_TOPIC_CHARS)
+    );
 }
 
 #[test]
@@ -161,7 +164,11 @@ fn every_example_matches_its_message() {
     for message in d.requests.values().chain(d.frames.values()) {
         let object = asyncapi::resolve(doc(), &format!("#/components/messages/{}", message.key));
         let examples = object["examples"].as_array();
-        assert!(examples.is_some_and(|e| !e.is_empty()), "{} has an example", message.key);
+        assert!(
+            examples.is_some_and(|e| !e.is_empty()),
+            "{} has an example",
+            message.key
+        );
         for example in examples.unwrap() {
             let payload = &example["payload"];
             asyncapi::check(message, payload);
@@ -224,9 +231,7 @@ impl Fixture {
         let mut e = event("ping.json");
         e["requestContext"]["connectionId"] = json!(connection_id);
         e["body"] = json!(body);
-        let response = wshub::handle(&self.hub, e, None).await.unwrap();
-        assert_eq!(response["statusCode"], 200, "{response}");
-        let reply: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+        let reply = asyncapi::reply_frame(&wshub::handle(&self.hub, e, None).await.unwrap());
         let key = assert_frame(&reply);
         let parsed = Request::parse(body);
         let operation = match &parsed {
@@ -253,13 +258,7 @@ impl Fixture {
     }
 
     fn pushes(&self, seen: &mut Exercised, connection_id: &str) -> Vec<Value> {
-        let frames: Vec<Value> = self
-            .notifier
-            .sent()
-            .into_iter()
-            .filter(|(id, _)| id == connection_id)
-            .map(|(_, text)| serde_json::from_str(&text).expect("pushes are JSON"))
-            .collect();
+        let frames = asyncapi::memory_pushes(&self.notifier, connection_id);
         for frame in &frames {
             seen.messages.insert(assert_frame(frame).to_owned());
         }
@@ -296,7 +295,10 @@ async fn the_handlers_produce_every_message_and_error_code_of_the_document() {
     let sent = f
         .request(s, "A", r#"{"action":"sendmessage","topic":"news","message":2}"#)
         .await;
-    assert_eq!((sent["recipients"].as_u64(), sent["failed"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (sent["recipients"].as_u64(), sent["failed"].as_u64()),
+        (Some(0), Some(1))
+    );
     let unsubscribed = f.request(s, "A", r#"{"action":"unsubscribe","topic":"news"}"#).await;
     assert_eq!(unsubscribed["action"], "unsubscribed");
 
@@ -346,9 +348,20 @@ async fn the_handlers_produce_every_message_and_error_code_of_the_document() {
         .keys()
         .cloned()
         .collect();
-    assert_eq!(every_message, channel_messages, "every channel message is in an operation");
-    let components: BTreeSet<String> = doc()["components"]["messages"].as_object().unwrap().keys().cloned().collect();
-    assert_eq!(components, channel_messages, "every message component is on the channel");
+    assert_eq!(
+        every_message, channel_messages,
+        "every channel message is in an operation"
+    );
+    let components: BTreeSet<String> = doc()["components"]["messages"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        components, channel_messages,
+        "every message component is on the channel"
+    );
     assert_eq!(seen.messages, every_message, "messages produced vs documented");
     let codes: BTreeSet<String> = ERROR_CODES.into_iter().map(wire_name).collect();
     assert_eq!(seen.codes, codes, "error codes produced vs documented");

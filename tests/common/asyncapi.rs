@@ -136,7 +136,11 @@ fn load() -> Document {
     let mut operations = BTreeMap::new();
     let ops = doc["operations"].as_object().expect("asyncapi.yaml has operations");
     for (name, op) in ops {
-        assert_eq!(op["channel"]["$ref"], channel_ref.as_str(), "operation {name}'s channel");
+        assert_eq!(
+            op["channel"]["$ref"],
+            channel_ref.as_str(),
+            "operation {name}'s channel"
+        );
         let keys: Vec<String> = op["messages"].as_array().unwrap().iter().map(message_key).collect();
         let replies: BTreeSet<String> = op["reply"]["messages"]
             .as_array()
@@ -168,7 +172,10 @@ fn load() -> Document {
             .action
             .as_deref()
             .unwrap_or_else(|| panic!("asyncapi.yaml: sent message {} pins no action", m.key));
-        assert!(seen.insert(action), "asyncapi.yaml: two sent messages with action {action:?}");
+        assert!(
+            seen.insert(action),
+            "asyncapi.yaml: two sent messages with action {action:?}"
+        );
     }
     Document {
         doc,
@@ -176,4 +183,28 @@ fn load() -> Document {
         frames,
         operations,
     }
+}
+
+/// Pushes the in-memory notifier delivered to one connection, parsed (every one must be JSON)
+/// and checked as [`assert_frame`].
+pub fn memory_pushes(notifier: &wshub::notify::memory::MemoryNotifier, connection_id: &str) -> Vec<Value> {
+    assert_frames(
+        notifier
+            .sent()
+            .into_iter()
+            .filter(|(id, _)| id == connection_id)
+            .map(|(_, text)| serde_json::from_str(&text).unwrap_or_else(|e| panic!("push is not JSON ({e}): {text}")))
+            .collect(),
+    )
+}
+
+/// A route response's reply frame (status 200, a JSON body), checked as [`assert_frame`].
+pub fn reply_frame(response: &Value) -> Value {
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body = response["body"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reply body in {response}"));
+    let frame: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {body}"));
+    assert_frame(&frame);
+    frame
 }
