@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: format and lint gates, template lints and checkov, unit tests, the
+# Runs every test: format and lint gates, template lints and checkov, asyncapi.yaml's
+# validation (scripts/validate-asyncapi.sh), unit tests, the
 # integration tests against a moto server that this script installs, starts on a free port and
 # stops again, the release binary driven through a local Lambda Runtime API, a short fuzz run
 # (scripts/fuzz-smoke.sh), the local hub's end-to-end checks with wscat and headless Chromium
@@ -58,6 +59,8 @@ sam validate --lint
 # Fails on any finding; accepted ones are skipped with their reason in the resource's Metadata.
 # --skip-download: no call to Prisma Cloud for guidelines (and no network needed).
 "$checkov_venv/bin/checkov" -f template.yaml --framework cloudformation --quiet --compact --skip-download
+# The protocol document: the AsyncAPI parser's ruleset, failing on errors and warnings.
+./scripts/validate-asyncapi.sh
 
 # tests/lambda_binary.rs runs the release binary, as Lambda would.
 cargo build --release --locked --bin wshub
