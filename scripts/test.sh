@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test: format and lint gates, template lints and checkov, asyncapi.yaml's
-# validation (scripts/validate-asyncapi.sh), unit tests, the
-# integration tests against a moto server that this script installs, starts on a free port and
-# stops again, the release binary driven through a local Lambda Runtime API, a short fuzz run
-# (scripts/fuzz-smoke.sh), the local hub's end-to-end checks with wscat and headless Chromium
-# (scripts/e2e-local.sh), and `sam build` for arm64.
+# Runs every test: format and lint gates, template lints and checkov, the AsyncAPI document's
+# validation (scripts/validate-asyncapi.sh), unit tests, the integration tests against a moto
+# server that this script installs, starts on a free port and stops again, the release binary
+# driven through a local Lambda Runtime API, a short fuzz run (scripts/fuzz-smoke.sh), the local
+# hub's end-to-end checks with wscat and headless Chromium (scripts/e2e-local.sh), and
+# `sam build` for arm64.
 # Needs a Rust toolchain (rustup), python3 and Node.js with npm on PATH; installs the rest
 # itself (Chromium with apt-get when /usr/bin/chromium is missing, which needs root; the
 # nightly toolchain and cargo-fuzz for the fuzz run).
