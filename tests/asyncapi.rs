@@ -1,7 +1,8 @@
 //! `asyncapi.yaml` against the code: the same actions, error codes, limits and topic rules as
-//! `src/protocol.rs`; request schemas that accept exactly what the parser accepts; and every
-//! message of the document produced by the handlers (so it carries no dead message). The other
-//! integration tests validate every frame they see through `common::asyncapi::assert_frame`.
+//! `src/protocol.rs`; request schemas that accept exactly what the parser accepts; security
+//! schemes that are the authorizer's token sources in its order; and every message of the
+//! document produced by the handlers (so it carries no dead message). The other integration
+//! tests validate every frame they see through `common::asyncapi::assert_frame`.
 
 mod common;
 
@@ -365,4 +366,67 @@ async fn the_handlers_produce_every_message_and_error_code_of_the_document() {
     assert_eq!(seen.messages, every_message, "messages produced vs documented");
     let codes: BTreeSet<String> = ERROR_CODES.into_iter().map(wire_name).collect();
     assert_eq!(seen.codes, codes, "error codes produced vs documented");
+}
+
+/// An authorizer event carrying `token` only where the security scheme says.
+fn authorizer_event(scheme: &Value, token: &str, mut e: Value) -> Value {
+    let name = scheme["name"].as_str().unwrap_or_default();
+    match (scheme["type"].as_str(), scheme["in"].as_str()) {
+        (Some("httpApiKey"), Some("header")) if name.eq_ignore_ascii_case("sec-websocket-protocol") => {
+            e["headers"][name] = json!(format!("websocket, {token}"))
+        }
+        (Some("httpApiKey"), Some("header")) => e["headers"][name] = json!(token),
+        (Some("httpApiKey"), Some("query")) => e["queryStringParameters"][name] = json!(token),
+        (Some("http"), _) => {
+            assert_eq!(scheme["scheme"], "bearer");
+            e["headers"]["Authorization"] = json!(format!("Bearer {token}"))
+        }
+        other => panic!("security scheme {scheme} ({other:?}) is not one the authorizer reads"),
+    }
+    e
+}
+
+#[tokio::test]
+async fn every_security_scheme_admits_in_the_documented_order() {
+    let f = fixture(&[]);
+    let mut blank = event("authorizer-token-header.json");
+    blank["headers"] = json!({"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"});
+    blank["queryStringParameters"] = json!({});
+    for e in ["multiValueHeaders", "multiValueQueryStringParameters"] {
+        blank.as_object_mut().unwrap().remove(e);
+    }
+    let authorize = |e: Value| async {
+        let r = wshub::handle(&f.hub, e, None).await.unwrap();
+        let effect = r["policyDocument"]["Statement"][0]["Effect"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (effect, r["principalId"].as_str().unwrap().to_owned())
+    };
+    let allowed = ("Allow".to_owned(), "alice".to_owned());
+    let denied = ("Deny".to_owned(), "unauthorized".to_owned());
+    assert_eq!(authorize(blank.clone()).await, denied, "no token");
+    for server in ["aws", "local"] {
+        let schemes: Vec<&Value> = doc()["servers"][server]["security"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| asyncapi::resolve(doc(), s["$ref"].as_str().unwrap()))
+            .collect();
+        assert_eq!(schemes.len(), 5, "{server}: the five token sources");
+        for (i, scheme) in schemes.iter().enumerate() {
+            let alone = authorizer_event(scheme, "alice-token", blank.clone());
+            assert_eq!(authorize(alone).await, allowed, "{scheme}");
+            assert_eq!(
+                authorize(authorizer_event(scheme, "wrong", blank.clone())).await,
+                denied,
+                "{scheme}"
+            );
+            // The first source found decides: a right token further down does not rescue it.
+            for later in &schemes[i + 1..] {
+                let both = authorizer_event(later, "alice-token", authorizer_event(scheme, "wrong", blank.clone()));
+                assert_eq!(authorize(both).await, denied, "{scheme} before {later}");
+            }
+        }
+    }
 }
