@@ -59,7 +59,7 @@ sam validate --lint
 # Fails on any finding; accepted ones are skipped with their reason in the resource's Metadata.
 # --skip-download: no call to Prisma Cloud for guidelines (and no network needed).
 "$checkov_venv/bin/checkov" -f template.yaml --framework cloudformation --quiet --compact --skip-download
-# The protocol document: the AsyncAPI parser's ruleset, failing on errors and warnings.
+# The protocol document: `asyncapi validate` (@asyncapi/cli), failing on errors and warnings.
 ./scripts/validate-asyncapi.sh
 
 # tests/lambda_binary.rs runs the release binary, as Lambda would.
