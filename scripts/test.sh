@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test: format and lint gates, template lints and checkov, unit tests, the
-# integration tests against a moto server that this script installs, starts on a free port and
-# stops again, the release binary driven through a local Lambda Runtime API, a short fuzz run
-# (scripts/fuzz-smoke.sh), the local hub's end-to-end checks with wscat and headless Chromium
-# (scripts/e2e-local.sh), and `sam build` for arm64.
+# Runs every test: format and lint gates, template lints and checkov, the AsyncAPI document's
+# validation (scripts/validate-asyncapi.sh), unit tests, the integration tests against a moto
+# server that this script installs, starts on a free port and stops again, the release binary
+# driven through a local Lambda Runtime API, a short fuzz run (scripts/fuzz-smoke.sh), the local
+# hub's end-to-end checks with wscat and headless Chromium (scripts/e2e-local.sh), and
+# `sam build` for arm64.
 # Needs a Rust toolchain (rustup), python3 and Node.js with npm on PATH; installs the rest
 # itself (Chromium with apt-get when /usr/bin/chromium is missing, which needs root; the
 # nightly toolchain and cargo-fuzz for the fuzz run).
@@ -28,6 +29,8 @@ sam validate --lint
 # Fails on any finding; accepted ones are skipped with their reason in the resource's Metadata.
 # --skip-download: no call to Prisma Cloud for guidelines (and no network needed).
 "$checkov_venv/bin/checkov" -f template.yaml --framework cloudformation --quiet --compact --skip-download
+# The protocol document: `asyncapi validate` (@asyncapi/cli), failing on errors and warnings.
+./scripts/validate-asyncapi.sh
 
 # tests/lambda_binary.rs runs the release binary, as Lambda would.
 cargo build --release --locked --bin wshub

@@ -4,6 +4,8 @@
 //! `ping`. What only a real socket can carry (invalid UTF-8, a frame over 128 KB) is tested
 //! through the local hub in tests/local.rs.
 
+mod common;
+
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -351,13 +353,16 @@ impl Fixture {
     }
 }
 
-/// The reply frame of a route response, which must be status 200 with a JSON body.
+/// The reply frame of a route response, which must be status 200 with a JSON body that
+/// matches its message in asyncapi.yaml.
 fn reply_frame(name: &str, response: &Value) -> Value {
     assert_eq!(response["statusCode"], 200, "{name}: {response}");
     let body = response["body"]
         .as_str()
         .unwrap_or_else(|| panic!("{name}: no body in {response}"));
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{name}: reply is not JSON ({e}): {body}"))
+    let frame = serde_json::from_str(body).unwrap_or_else(|e| panic!("{name}: reply is not JSON ({e}): {body}"));
+    common::asyncapi::assert_frame(&frame);
+    frame
 }
 
 #[tokio::test]

@@ -102,10 +102,11 @@ async fn connect_subscribe_push_disconnect() {
         r["body"],
         json!({"action": "subscribed", "topic": "jobs/42"}).to_string()
     );
+    common::asyncapi::reply_frame(&r);
     let r = send(route("whoami", "MESSAGE", Some(json!({"action": "whoami"}))))
         .await
         .unwrap();
-    let whoami: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    let whoami = common::asyncapi::reply_frame(&r);
     assert_eq!(whoami["topics"], json!(["jobs/42"]));
 
     let sqs = |id: &str, body: serde_json::Value| common::sqs_batch(&[(id, body)]);
@@ -120,8 +121,7 @@ async fn connect_subscribe_push_disconnect() {
             "{id}"
         );
     }
-    let ids: Vec<String> = notifier
-        .frames_for("L0SM9cOFvHcCIhw=")
+    let ids: Vec<String> = common::asyncapi::memory_pushes(&notifier, "L0SM9cOFvHcCIhw=")
         .iter()
         .map(|f| f["id"].as_str().unwrap().to_owned())
         .collect();

@@ -1,6 +1,8 @@
 //! Every sample event in `events/` through the router, against the in-memory backends, with
 //! the configuration in `events/env.json`. The same files drive the release binary in CI.
 
+mod common;
+
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -8,6 +10,8 @@ use wshub::notify::memory::MemoryNotifier;
 use wshub::store::memory::MemoryStore;
 use wshub::store::ConnectionStore;
 use wshub::{Config, Hub};
+
+use common::asyncapi::memory_pushes;
 
 fn event(name: &str) -> Value {
     let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -64,8 +68,7 @@ impl Fixture {
 }
 
 fn reply(response: &Value) -> Value {
-    assert_eq!(response["statusCode"], 200, "{response}");
-    serde_json::from_str(response["body"].as_str().expect("reply body")).expect("reply is JSON")
+    common::asyncapi::reply_frame(response)
 }
 
 fn effect(response: &Value) -> (&str, &str) {
@@ -215,10 +218,10 @@ async fn sendmessage_reaches_subscribers_but_not_the_sender() {
         json!({"action": "sent", "topic": "room", "recipients": 1, "id": 9})
     );
     assert_eq!(
-        f.notifier.frames_for("B"),
+        memory_pushes(&f.notifier, "B"),
         vec![json!({"action": "message", "topic": "room", "data": "hi", "from": "alice", "id": "Tq8bLcnjoAMCJyA="})]
     );
-    assert!(f.notifier.frames_for("A").is_empty() && f.notifier.frames_for("C").is_empty());
+    assert!(memory_pushes(&f.notifier, "A").is_empty() && memory_pushes(&f.notifier, "C").is_empty());
 }
 
 #[tokio::test]
@@ -271,8 +274,7 @@ async fn sqs_pushes_reach_their_audience() {
     assert_eq!(f.send(event("sqs-connection.json")).await, no_failures);
     assert_eq!(f.send(event("sqs-broadcast.json")).await, no_failures);
     let actions = |id: &str| {
-        f.notifier
-            .frames_for(id)
+        memory_pushes(&f.notifier, id)
             .iter()
             .map(|m| m["data"].clone())
             .collect::<Vec<_>>()
@@ -301,7 +303,7 @@ async fn sqs_pushes_reach_their_audience() {
     );
     // The push frame carries the topic and the SQS messageId.
     assert_eq!(
-        f.notifier.frames_for("B")[0],
+        memory_pushes(&f.notifier, "B")[0],
         json!({"action": "message", "topic": "news", "data": {"headline": "wshub 0.1"}, "id": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d72"})
     );
 }
@@ -317,7 +319,7 @@ async fn malformed_record_is_reported_and_the_rest_delivered() {
         response,
         json!({"batchItemFailures": [{"itemIdentifier": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d75"}]})
     );
-    assert_eq!(f.notifier.frames_for("B").len(), 1);
+    assert_eq!(memory_pushes(&f.notifier, "B").len(), 1);
 }
 
 #[tokio::test]
@@ -418,7 +420,7 @@ async fn restricted_topics_allow_own_public_and_granted_only() {
         )
         .await;
     assert_eq!(refused["code"], "forbidden_topic");
-    assert!(f.notifier.frames_for("B").is_empty());
+    assert!(memory_pushes(&f.notifier, "B").is_empty());
     // Unsubscribing is never refused.
     let r = f
         .message("A", "alice", json!({"action": "unsubscribe", "topic": "team-7/plans"}))

@@ -98,8 +98,17 @@ async fn connect(hub: &TestHub, token: &str) -> Ws {
     connect_to(&hub.ws, &[("token", token)]).await.unwrap()
 }
 
-/// The next text frame, as JSON (pings and pongs skipped).
+/// The next text frame, as JSON (pings and pongs skipped), checked against asyncapi.yaml: it is
+/// a frame of the hub's protocol.
 async fn next_json(ws: &mut Ws) -> Value {
+    let frame = next_posted(ws).await;
+    common::asyncapi::assert_frame(&frame);
+    frame
+}
+
+/// The next text frame, as JSON, whatever it is: what a backend posts through @connections
+/// reaches the client as posted, outside the protocol.
+async fn next_posted(ws: &mut Ws) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
@@ -409,7 +418,7 @@ async fn management_api_works_with_the_aws_sdk_and_closed_ids_answer_410() {
         .send()
         .await
         .unwrap();
-    assert_eq!(next_json(&mut alice).await, json!({"hello": 1}));
+    assert_eq!(next_posted(&mut alice).await, json!({"hello": 1}));
 
     let info = sdk.get_connection().connection_id(&id).send().await.unwrap();
     assert_eq!(info.identity().and_then(|i| i.source_ip()), Some("127.0.0.1"));
@@ -466,7 +475,7 @@ async fn the_handlers_notifier_posts_through_this_hub_and_an_sdk_notifier_can_to
     let notifier = ApiGatewayNotifier::new(sdk_config().await);
     let endpoint = format!("{}/local", hub.http);
     notifier.send(&endpoint, &id, br#"{"via":"sdk"}"#).await.unwrap();
-    assert_eq!(next_json(&mut bob).await, json!({"via": "sdk"}));
+    assert_eq!(next_posted(&mut bob).await, json!({"via": "sdk"}));
     assert_eq!(
         notifier.send(&endpoint, "L0SM9cOFvHcCIhw=", b"x").await,
         Err(NotifyError::Gone)

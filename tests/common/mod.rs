@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod asyncapi;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -55,13 +57,15 @@ impl FakeConnections {
         self.received.lock().unwrap().clone()
     }
 
-    /// Bodies accepted (200) for one connection, parsed.
+    /// Bodies accepted (200) for one connection, parsed and checked against asyncapi.yaml.
     pub fn frames_for(&self, connection_id: &str) -> Vec<serde_json::Value> {
-        self.received()
-            .iter()
-            .filter(|p| p.connection_id == connection_id && p.status == 200)
-            .map(|p| serde_json::from_str(&p.body).expect("frame is JSON"))
-            .collect()
+        asyncapi::assert_frames(
+            self.received()
+                .iter()
+                .filter(|p| p.connection_id == connection_id && p.status == 200)
+                .map(|p| serde_json::from_str(&p.body).expect("frame is JSON"))
+                .collect(),
+        )
     }
 
     /// Serves on an ephemeral loopback port; returns the endpoint for stage `prod`.
