@@ -77,8 +77,8 @@ impl Config {
         let push_concurrency = parse_number(get("PUSH_CONCURRENCY"), "PUSH_CONCURRENCY")?
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_PUSH_CONCURRENCY);
-        let presence_ttl_seconds = parse_number(get("PRESENCE_TTL_SECONDS"), "PRESENCE_TTL_SECONDS")?
-            .unwrap_or(DEFAULT_PRESENCE_TTL_SECONDS);
+        let presence_ttl_seconds =
+            parse_number(get("PRESENCE_TTL_SECONDS"), "PRESENCE_TTL_SECONDS")?.unwrap_or(DEFAULT_PRESENCE_TTL_SECONDS);
         let jwks_url = get("JWT_JWKS_URL");
         if let Some(url) = &jwks_url {
             // Keys fetched over plain http could be swapped in transit; loopback is for tests.

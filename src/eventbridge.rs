@@ -144,7 +144,9 @@ mod tests {
         }
         let mut bad_time = event(json!({"data": 1}));
         bad_time["time"] = json!("yesterday");
-        assert!(Envelope::from_value(bad_time).unwrap_err().contains("not an EventBridge event"));
+        assert!(Envelope::from_value(bad_time)
+            .unwrap_err()
+            .contains("not an EventBridge event"));
     }
 
     #[test]

@@ -50,13 +50,17 @@ pub async fn handle(hub: &Hub, request: &ApiGatewayV2httpRequest) -> ApiGatewayV
     let method = request.request_context.http.method.as_str();
     let path = route_path(request);
     let reply = route(hub, request, method, &path).await;
-    tracing::info!(method, path = %path, status = reply.status, "http request");
+    tracing::info!(method, path = %shown(&path), status = reply.status, "http request");
     respond(reply)
 }
 
 async fn route(hub: &Hub, request: &ApiGatewayV2httpRequest, method: &str, path: &str) -> Reply {
     if path != ONLINE_PATH {
-        return error(404, "not_found", format!("no route for {path}; try GET {ONLINE_PATH}"));
+        return error(
+            404,
+            "not_found",
+            format!("no route for {}; try GET {ONLINE_PATH}", shown(path)),
+        );
     }
     if method != "GET" {
         let mut reply = error(405, "method_not_allowed", format!("{ONLINE_PATH} answers GET only"));
@@ -87,10 +91,22 @@ async fn route(hub: &Hub, request: &ApiGatewayV2httpRequest, method: &str, path:
     }
 }
 
+/// A path as logged and echoed: at most 64 characters, so a huge one cannot flood either.
+fn shown(path: &str) -> String {
+    let mut shown: String = path.chars().take(64).collect();
+    if shown.len() < path.len() {
+        shown.push('…');
+    }
+    shown
+}
+
 /// The path the request is for: the route API Gateway matched, else the raw path without the
 /// stage prefix (a `$default` route or a function URL).
 fn route_path(request: &ApiGatewayV2httpRequest) -> String {
-    let route_key = request.route_key.as_deref().or(request.request_context.route_key.as_deref());
+    let route_key = request
+        .route_key
+        .as_deref()
+        .or(request.request_context.route_key.as_deref());
     if let Some((_, path)) = route_key.and_then(|k| k.split_once(' ')) {
         return path.to_owned();
     }
@@ -175,7 +191,9 @@ fn respond(reply: Reply) -> ApiGatewayV2httpResponse {
         .headers
         .insert("content-type", HeaderValue::from_static("application/json"));
     // Presence changes by the second and answers are per caller: nobody should cache them.
-    response.headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    response
+        .headers
+        .insert("cache-control", HeaderValue::from_static("no-store"));
     if let Some((name, value)) = reply.header {
         response.headers.insert(name, HeaderValue::from_static(value));
     }
@@ -193,17 +211,25 @@ mod tests {
 
     #[test]
     fn path_from_route_key_or_raw_path() {
-        let r = request(json!({"version": "2.0", "routeKey": "GET /users/online", "rawPath": "/prod/users/online",
-            "requestContext": {"stage": "prod", "http": {"method": "GET", "path": "/prod/users/online"}}}));
+        let r = request(
+            json!({"version": "2.0", "routeKey": "GET /users/online", "rawPath": "/prod/users/online",
+            "requestContext": {"stage": "prod", "http": {"method": "GET", "path": "/prod/users/online"}}}),
+        );
         assert_eq!(route_path(&r), "/users/online");
-        let r = request(json!({"version": "2.0", "routeKey": "$default", "rawPath": "/prod/users/online",
-            "requestContext": {"stage": "prod", "http": {"method": "GET"}}}));
+        let r = request(
+            json!({"version": "2.0", "routeKey": "$default", "rawPath": "/prod/users/online",
+            "requestContext": {"stage": "prod", "http": {"method": "GET"}}}),
+        );
         assert_eq!(route_path(&r), "/users/online");
-        let r = request(json!({"version": "2.0", "routeKey": "$default", "rawPath": "/production/x",
-            "requestContext": {"stage": "prod", "http": {"method": "GET"}}}));
+        let r = request(
+            json!({"version": "2.0", "routeKey": "$default", "rawPath": "/production/x",
+            "requestContext": {"stage": "prod", "http": {"method": "GET"}}}),
+        );
         assert_eq!(route_path(&r), "/production/x");
-        let r = request(json!({"version": "2.0", "routeKey": "$default", "rawPath": "/users/online",
-            "requestContext": {"stage": "$default", "http": {"method": "GET"}}}));
+        let r = request(
+            json!({"version": "2.0", "routeKey": "$default", "rawPath": "/users/online",
+            "requestContext": {"stage": "$default", "http": {"method": "GET"}}}),
+        );
         assert_eq!(route_path(&r), "/users/online");
     }
 

@@ -136,7 +136,11 @@ async fn connect_subscribe_push_disconnect() {
     // The connection and its subscriptions are gone; alice's presence item stays, with no
     // attribute that could put it in an index (and so in a broadcast).
     let items = left.items();
-    assert_eq!(items.len(), 1, "disconnect removes the connection and its subscriptions");
+    assert_eq!(
+        items.len(),
+        1,
+        "disconnect removes the connection and its subscriptions"
+    );
     let mut attributes: Vec<&str> = items[0].keys().map(String::as_str).collect();
     attributes.sort();
     assert_eq!(attributes, [table::LAST_ACTIVE_AT, table::PK, table::SK, table::TTL]);
@@ -153,7 +157,10 @@ async fn connect_subscribe_push_disconnect() {
         assert_eq!(scanned.count(), 0, "{} must not index the presence item", index.name);
     }
     let presence = store.presence(&["alice".to_owned()], wshub_now()).await.unwrap();
-    assert!(!presence[0].online && presence[0].last_active_at.is_some(), "{presence:?}");
+    assert!(
+        !presence[0].online && presence[0].last_active_at.is_some(),
+        "{presence:?}"
+    );
     // A push to the departed user now reaches nobody and still succeeds.
     assert_eq!(
         send(sqs("p-late", json!({"userId": "alice", "data": 1})))

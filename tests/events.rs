@@ -442,15 +442,22 @@ async fn eventbridge_events_push_with_the_event_id() {
     );
     assert_eq!(
         f.notifier.frames_for("B"),
-        [json!({"action": "message", "topic": "news", "data": {"order": "o-1001", "status": "shipped"},
-            "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718"})]
+        [
+            json!({"action": "message", "topic": "news", "data": {"order": "o-1001", "status": "shipped"},
+            "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718"})
+        ]
     );
     // The queue as the target: the SQS body is the whole event.
-    assert_eq!(f.send(event("sqs-eventbridge.json")).await, json!({"batchItemFailures": []}));
+    assert_eq!(
+        f.send(event("sqs-eventbridge.json")).await,
+        json!({"batchItemFailures": []})
+    );
     assert_eq!(
         f.notifier.frames_for("A"),
-        [json!({"action": "message", "data": {"export": "e-77", "status": "ready"},
-            "id": "1f2d3c4b-5a69-4788-97a6-b5c4d3e2f1a0"})]
+        [
+            json!({"action": "message", "data": {"export": "e-77", "status": "ready"},
+            "id": "1f2d3c4b-5a69-4788-97a6-b5c4d3e2f1a0"})
+        ]
     );
     // An event without an id (sent by hand) falls back to the SQS messageId.
     let mut queued = event("sqs-eventbridge.json");
@@ -545,7 +552,10 @@ async fn online_status_over_http() {
     f.send(bye).await;
     let alice = http_reply(&f.send(ask("alice")).await, 200)["users"][0].clone();
     assert_eq!(alice["online"], false);
-    assert!(alice["lastActiveAt"].as_i64().unwrap() >= connected, "kept on disconnect: {alice}");
+    assert!(
+        alice["lastActiveAt"].as_i64().unwrap() >= connected,
+        "kept on disconnect: {alice}"
+    );
 
     // A JWT as a bearer token; a function URL's shape ($default route, the path in rawPath).
     let mut e = event("http-online-jwt.json");
@@ -563,7 +573,10 @@ async fn online_status_over_http() {
     e["headers"]["authorization"] = json!("Basic Ym9iOmJvYi10b2tlbg==");
     assert_eq!(http_reply(&f.send(e).await, 401)["code"], "missing_credentials");
     // Bad ids.
-    assert_eq!(http_reply(&f.send(ask("a\u{1}b")).await, 400)["code"], "invalid_user_id");
+    assert_eq!(
+        http_reply(&f.send(ask("a\u{1}b")).await, 400)["code"],
+        "invalid_user_id"
+    );
     let many: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
     assert_eq!(
         http_reply(&f.send(ask(&many.join(","))).await, 400)["code"],

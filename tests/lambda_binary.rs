@@ -276,12 +276,18 @@ async fn every_sample_event_through_the_lambda_binary() {
     let refused = invoke("eventbridge-bad-detail.json").await.unwrap_err();
     assert_eq!(refused["errorType"], "wshub.MalformedEvent", "{refused}");
     assert!(
-        refused["errorMessage"].as_str().unwrap().contains("unknown key \"topik\""),
+        refused["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("unknown key \"topik\""),
         "{refused}"
     );
     assert_eq!(ok(invoke("sqs-eventbridge.json").await), none);
     let frames = connections.frames_for("Tq8ZsdsyIAMCJyA=");
-    let tail: Vec<(Value, Value)> = frames[5..].iter().map(|f| (f["id"].clone(), f["data"].clone())).collect();
+    let tail: Vec<(Value, Value)> = frames[5..]
+        .iter()
+        .map(|f| (f["id"].clone(), f["data"].clone()))
+        .collect();
     assert_eq!(
         tail,
         [
@@ -331,7 +337,11 @@ async fn every_sample_event_through_the_lambda_binary() {
         .iter()
         .map(|i| (i["pk"].as_s().unwrap().clone(), i["sk"].as_s().unwrap().clone()))
         .collect();
-    assert_eq!(keys, [("USER#alice".to_owned(), "PRESENCE".to_owned())], "disconnect left rows behind");
+    assert_eq!(
+        keys,
+        [("USER#alice".to_owned(), "PRESENCE".to_owned())],
+        "disconnect left rows behind"
+    );
     // carol's JWT, as a bearer token: alice is offline now, last active at her disconnect.
     let after = ok(invoke("http-online-jwt.json").await);
     let alice = &http_body(&after, 200)["users"][0];

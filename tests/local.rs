@@ -635,6 +635,16 @@ impl ConnectionStore for BrokenStore {
     fn members(&self, group: wshub::store::Group, now: i64) -> wshub::store::Pages {
         self.0.members(group, now)
     }
+    async fn touch_user(&self, user: &str, at: i64, ttl: i64) -> Result<(), wshub::store::StoreError> {
+        self.0.touch_user(user, at, ttl).await
+    }
+    async fn presence(
+        &self,
+        users: &[String],
+        now: i64,
+    ) -> Result<Vec<wshub::store::Presence>, wshub::store::StoreError> {
+        self.0.presence(users, now).await
+    }
 }
 
 #[tokio::test]

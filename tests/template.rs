@@ -300,7 +300,10 @@ fn eventbridge_rule_targets_the_queue_or_the_function_and_only_it_may_send() {
             "{name}"
         );
     }
-    assert_eq!(r["PushQueueEventsPolicy"]["Condition"].as_str(), Some("EventBridgeToQueue"));
+    assert_eq!(
+        r["PushQueueEventsPolicy"]["Condition"].as_str(),
+        Some("EventBridgeToQueue")
+    );
     // The function target: invoke permission from the rule only, failures to the DLQ.
     let permission = &r["EventsInvokePermission"];
     assert_eq!(permission["Condition"].as_str(), Some("EventBridgeToFunction"));
@@ -322,10 +325,7 @@ fn eventbridge_rule_targets_the_queue_or_the_function_and_only_it_may_send() {
         .unwrap();
     assert_eq!(statements.len(), 1);
     assert_eq!(statements[0]["Action"].as_str(), Some("sqs:SendMessage"));
-    assert_eq!(
-        get_att(&statements[0]["Resource"]),
-        Some("PushDeadLetterQueue.Arn")
-    );
+    assert_eq!(get_att(&statements[0]["Resource"]), Some("PushDeadLetterQueue.Arn"));
 }
 
 #[test]

@@ -147,15 +147,24 @@ async fn presence(store: &dyn ConnectionStore, p: &str, now: i64) {
     let (here_conn, gone_conn, stale_conn) = (format!("{p}pc1"), format!("{p}pc2"), format!("{p}pc3"));
     let before = collect(store, Group::Everyone, now).await.0;
 
-    store.put_connection(&connection(&here_conn, &here, now + 60)).await.unwrap();
+    store
+        .put_connection(&connection(&here_conn, &here, now + 60))
+        .await
+        .unwrap();
     store.touch_user(&here, 1_800_000_000_000, live).await.unwrap();
-    store.put_connection(&connection(&gone_conn, &gone, now + 60)).await.unwrap();
+    store
+        .put_connection(&connection(&gone_conn, &gone, now + 60))
+        .await
+        .unwrap();
     store.touch_user(&gone, 1_800_000_000_000, live).await.unwrap();
     store.remove_connection(&gone_conn).await.unwrap();
     store.touch_user(&gone, 1_800_000_005_000, live).await.unwrap();
     store.touch_user(&gone, 1_799_999_999_000, live).await.unwrap(); // older: ignored
-    // An expired connection row still stored does not make its user online.
-    store.put_connection(&connection(&stale_conn, &lapsed, now - 1)).await.unwrap();
+                                                                     // An expired connection row still stored does not make its user online.
+    store
+        .put_connection(&connection(&stale_conn, &lapsed, now - 1))
+        .await
+        .unwrap();
     store.touch_user(&lapsed, 1_700_000_000_000, now - 1).await.unwrap(); // presence expired too
 
     let users = [never.clone(), here.clone(), gone.clone(), lapsed.clone()];

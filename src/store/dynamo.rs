@@ -201,7 +201,10 @@ impl DynamoStore {
                 if attempt == UNPROCESSED_RETRIES {
                     return Err(StoreError::Backend {
                         op: "BatchGetItem",
-                        message: format!("{} keys still unprocessed after {attempt} attempts", request.keys().len()),
+                        message: format!(
+                            "{} keys still unprocessed after {attempt} attempts",
+                            request.keys().len()
+                        ),
                     });
                 }
                 let out = self
@@ -211,8 +214,15 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(|e| backend("BatchGetItem", e))?;
-                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                    let at = item.get(LAST_ACTIVE_AT).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok());
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let at = item
+                        .get(LAST_ACTIVE_AT)
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse().ok());
                     let user = get_s(&item, PK).and_then(|pk| user_of_pk(&pk).map(str::to_owned));
                     if let (Some(user), Some(at), true) = (user, at, is_live(get_ttl(&item), now)) {
                         found.insert(user, at);
