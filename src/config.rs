@@ -189,6 +189,10 @@ mod tests {
         assert!(matches!(config(&[]), Err(ConfigError::Missing("CONNECTIONS_TABLE"))));
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("CONNECTION_TTL_SECONDS", "soon")]).unwrap_err();
         assert!(err.to_string().contains("CONNECTION_TTL_SECONDS"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("PRESENCE_TTL_SECONDS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("PRESENCE_TTL_SECONDS"), "{err}");
+        let c = config(&[("CONNECTIONS_TABLE", "t"), ("PRESENCE_TTL_SECONDS", "3600")]).unwrap();
+        assert_eq!(c.presence_ttl, Duration::from_secs(3600));
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("ALLOW_CLIENT_BROADCAST", "maybe")]).unwrap_err();
         assert!(err.to_string().contains("ALLOW_CLIENT_BROADCAST"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("APIGW_MANAGEMENT_ENDPOINT", "ftp://x")]).unwrap_err();

@@ -84,7 +84,11 @@ impl Undelivered {
 
 /// The function as the rule's target: delivers, or fails the invocation.
 pub async fn handle(hub: &Hub, event: EventBridgeEvent, deadline: Option<Instant>) -> Result<Value, Undelivered> {
-    let event_id = event.id.clone().unwrap_or_default();
+    let event_id = event
+        .id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| "-".into());
     let work = async {
         let undelivered = |error| Undelivered {
             id: event_id.clone(),
@@ -97,10 +101,10 @@ pub async fn handle(hub: &Hub, event: EventBridgeEvent, deadline: Option<Instant
         })?;
         envelope.log();
         let id = envelope.id.clone();
-        let report = push::deliver(hub, envelope.request, id, deadline)
+        let report = push::deliver(hub, envelope.request, id.clone(), deadline)
             .await
             .map_err(undelivered)?;
-        Ok(json!({"id": event_id, "delivered": report.delivered, "gone": report.gone}))
+        Ok(json!({"id": id, "delivered": report.delivered, "gone": report.gone}))
     };
     work.instrument(tracing::info_span!("eventbridge", event_id = %event_id))
         .await

@@ -269,6 +269,23 @@ mod tests {
     }
 
     #[test]
+    fn an_eventbridge_event_is_read_by_its_detail_with_its_id() {
+        let event = |detail: Value| {
+            json!({"version": "0", "id": "ev-1", "detail-type": "Anything", "source": "billing",
+                "detail": detail})
+            .to_string()
+        };
+        let (request, id) = parse_body(&event(json!({"topic": "t", "data": 1}))).unwrap();
+        assert_eq!(request.audience, Audience::Group(Group::Topic("t".into())));
+        assert_eq!(id.as_deref(), Some("ev-1"));
+        // The envelope's own keys are EventBridge's; the detail keeps the strict key rule.
+        let err = parse_body(&event(json!({"topik": "t", "data": 1}))).unwrap_err();
+        assert!(err.contains("unknown key"), "{err}");
+        // A plain body has no id of its own: the messageId stays the frame id.
+        assert_eq!(parse_body(r#"{"data":1}"#).unwrap().1, None);
+    }
+
+    #[test]
     fn malformed_bodies_are_named() {
         for (body, why) in [
             ("", "not JSON"),
