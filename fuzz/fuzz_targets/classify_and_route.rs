@@ -114,8 +114,8 @@ fn check_answer(answer: &Value) {
         let status = answer["statusCode"].as_i64().expect("statusCode is a number");
         assert!((200..600).contains(&status), "{answer}");
         assert_eq!(answer["headers"]["content-type"], "application/json", "{answer}");
-        let body: Value = serde_json::from_str(answer["body"].as_str().expect("HTTP body is a string"))
-            .expect("HTTP body is JSON");
+        let body: Value =
+            serde_json::from_str(answer["body"].as_str().expect("HTTP body is a string")).expect("HTTP body is JSON");
         if status == 200 {
             assert!(body["users"].is_array(), "{body}");
         } else {
