@@ -9,6 +9,8 @@ use crate::topics::{self, TopicAccess};
 /// only briefly when `$disconnect` never arrives.
 pub const DEFAULT_CONNECTION_TTL_SECONDS: u64 = 2 * 3600 + 5 * 60;
 pub const DEFAULT_PUSH_CONCURRENCY: usize = 64;
+/// How long a user's last activity is remembered after their last connect or disconnect.
+pub const DEFAULT_PRESENCE_TTL_SECONDS: u64 = 30 * 86_400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -36,6 +38,8 @@ pub struct Config {
     pub connection_ttl: Duration,
     /// `PUSH_CONCURRENCY`: in-flight @connections posts per fan-out.
     pub push_concurrency: usize,
+    /// `PRESENCE_TTL_SECONDS`: lifetime of a user's presence record (last activity).
+    pub presence_ttl: Duration,
     /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`.
     pub auth: AuthConfig,
     /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
@@ -73,6 +77,8 @@ impl Config {
         let push_concurrency = parse_number(get("PUSH_CONCURRENCY"), "PUSH_CONCURRENCY")?
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_PUSH_CONCURRENCY);
+        let presence_ttl_seconds =
+            parse_number(get("PRESENCE_TTL_SECONDS"), "PRESENCE_TTL_SECONDS")?.unwrap_or(DEFAULT_PRESENCE_TTL_SECONDS);
         let jwks_url = get("JWT_JWKS_URL");
         if let Some(url) = &jwks_url {
             // Keys fetched over plain http could be swapped in transit; loopback is for tests.
@@ -129,6 +135,7 @@ impl Config {
             allow_client_broadcast,
             connection_ttl: Duration::from_secs(ttl_seconds),
             push_concurrency,
+            presence_ttl: Duration::from_secs(presence_ttl_seconds),
             auth,
             topic_access,
         })
@@ -172,6 +179,7 @@ mod tests {
         assert!(!c.allow_client_broadcast);
         assert_eq!(c.connection_ttl, Duration::from_secs(DEFAULT_CONNECTION_TTL_SECONDS));
         assert_eq!(c.push_concurrency, DEFAULT_PUSH_CONCURRENCY);
+        assert_eq!(c.presence_ttl, Duration::from_secs(DEFAULT_PRESENCE_TTL_SECONDS));
         assert!(c.management_endpoint.is_none());
         assert!(!c.auth.is_configured(), "no auth variables means nothing is accepted");
     }
@@ -181,6 +189,10 @@ mod tests {
         assert!(matches!(config(&[]), Err(ConfigError::Missing("CONNECTIONS_TABLE"))));
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("CONNECTION_TTL_SECONDS", "soon")]).unwrap_err();
         assert!(err.to_string().contains("CONNECTION_TTL_SECONDS"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("PRESENCE_TTL_SECONDS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("PRESENCE_TTL_SECONDS"), "{err}");
+        let c = config(&[("CONNECTIONS_TABLE", "t"), ("PRESENCE_TTL_SECONDS", "3600")]).unwrap();
+        assert_eq!(c.presence_ttl, Duration::from_secs(3600));
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("ALLOW_CLIENT_BROADCAST", "maybe")]).unwrap_err();
         assert!(err.to_string().contains("ALLOW_CLIENT_BROADCAST"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("APIGW_MANAGEMENT_ENDPOINT", "ftp://x")]).unwrap_err();

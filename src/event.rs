@@ -1,13 +1,16 @@
 //! Classifies a raw Lambda event and applies it: the one router the Lambda binary and the
 //! local hub share.
 
-use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::Diagnostic;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::authorizer::{self, AuthorizerRequest};
+use crate::eventbridge::{self, Undelivered};
+use crate::http;
 use crate::hub::Hub;
 use crate::push::{self, UnreportableFailure};
 use crate::routes;
@@ -21,6 +24,10 @@ pub enum Event {
     Route(Box<ApiGatewayWebsocketProxyRequest>),
     /// An SQS batch of pushes.
     Push(SqsEvent),
+    /// An EventBridge event whose rule targets the function: one push.
+    EventBridge(Box<EventBridgeEvent>),
+    /// An HTTP API request (payload format 2.0).
+    Http(Box<ApiGatewayV2httpRequest>),
 }
 
 /// Invocation errors, with stable `errorType`s (see `From<RouterError> for Diagnostic`).
@@ -34,6 +41,8 @@ pub enum RouterError {
     Malformed { kind: &'static str, reason: String },
     #[error(transparent)]
     Unreportable(#[from] UnreportableFailure),
+    #[error(transparent)]
+    Undelivered(#[from] Undelivered),
 }
 
 impl From<RouterError> for Diagnostic {
@@ -42,6 +51,8 @@ impl From<RouterError> for Diagnostic {
             RouterError::Unrecognized(_) | RouterError::NotAnObject(_) => "wshub.UnrecognizedEvent",
             RouterError::Malformed { .. } => "wshub.MalformedEvent",
             RouterError::Unreportable(_) => "wshub.BatchFailed",
+            RouterError::Undelivered(ref u) if u.is_malformed() => "wshub.MalformedEvent",
+            RouterError::Undelivered(_) => "wshub.DeliveryFailed",
         };
         Diagnostic {
             error_type: error_type.into(),
@@ -101,6 +112,18 @@ impl Event {
                 .map(|r| Event::Route(Box::new(r)))
                 .map_err(malformed("WebSocket route"));
         }
+        if obj.get("version").and_then(Value::as_str) == Some("2.0")
+            && context.and_then(|c| c.get("http")).is_some_and(Value::is_object)
+        {
+            return serde_json::from_value(value)
+                .map(|r| Event::Http(Box::new(r)))
+                .map_err(malformed("HTTP API"));
+        }
+        if eventbridge::is_event(&value) {
+            return serde_json::from_value(value)
+                .map(|e| Event::EventBridge(Box::new(e)))
+                .map_err(malformed("EventBridge"));
+        }
         if let Some(Value::Array(records)) = obj.get("Records") {
             let from_sqs = |r: &Value| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs");
             if !records.is_empty() && records.iter().all(from_sqs) {
@@ -116,6 +139,8 @@ impl Event {
             Event::Authorize(request) => authorizer::authorize(&hub.config.auth, &request).await,
             Event::Route(request) => to_value(routes::handle(hub, &request, deadline).await),
             Event::Push(batch) => to_value(push::handle(hub, &batch, deadline).await?),
+            Event::EventBridge(event) => eventbridge::handle(hub, *event, deadline).await?,
+            Event::Http(request) => to_value(http::handle(hub, &request).await),
         };
         Ok(response)
     }

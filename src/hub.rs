@@ -56,6 +56,15 @@ impl Hub {
     pub(crate) fn expiry(&self, now: i64) -> i64 {
         now + self.config.connection_ttl.as_secs() as i64
     }
+
+    /// Records that `user_id` was active now. A failure is logged, not returned: presence is
+    /// informational and must not refuse a connection or fail a disconnect.
+    pub(crate) async fn touch_user(&self, user_id: &str, now: i64) {
+        let ttl = now + self.config.presence_ttl.as_secs() as i64;
+        if let Err(e) = self.store.touch_user(user_id, now * 1000, ttl).await {
+            tracing::warn!(error = %e, "could not record last activity");
+        }
+    }
 }
 
 /// Epoch seconds.

@@ -8,6 +8,8 @@
 //! | `type: REQUEST` + `methodArn`, `$connect`| [`authorizer`]         | IAM Allow/Deny policy       |
 //! | `requestContext.connectionId` + route    | [`routes`] (a module per route) | status + reply frame |
 //! | `Records[]` from `aws:sqs`               | [`push`]               | `batchItemFailures`         |
+//! | `detail-type` + `source` + `detail`      | [`eventbridge`]        | counts, or `wshub.DeliveryFailed` |
+//! | `version: "2.0"` + `requestContext.http` | [`http`]               | HTTP status + JSON body     |
 //! | anything else                            | error naming its keys  | `wshub.UnrecognizedEvent`   |
 //!
 //! Layout (hexagonal: handlers see ports, never backends):
@@ -31,7 +33,9 @@ pub mod authorizer;
 pub mod aws;
 pub mod config;
 pub mod event;
+pub mod eventbridge;
 pub mod fanout;
+pub mod http;
 pub mod hub;
 pub mod local;
 pub mod notify;

@@ -6,6 +6,10 @@
 //! into a broadcast. A record that cannot be fully delivered is reported in
 //! `batchItemFailures`, so SQS redelivers it (and finally moves it to the DLQ); the frame's `id`
 //! is the SQS messageId, so clients can drop the duplicates a redelivery causes.
+//!
+//! A body may also be a whole EventBridge event (what a rule with this queue as its target
+//! sends): its `detail` is then read as above, and the frame's `id` is the event's id
+//! ([`crate::eventbridge`]).
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
@@ -14,7 +18,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::auth::valid_user_id;
-use crate::fanout::Audience;
+use crate::eventbridge;
+use crate::fanout::{Audience, Report};
 use crate::hub::{now_secs, Hub};
 use crate::protocol::{validate_topic, Frame, MAX_FRAME_BYTES};
 use crate::store::Group;
@@ -55,6 +60,11 @@ pub struct UnreportableFailure(pub String);
 impl PushRequest {
     pub fn parse(body: &str) -> Result<PushRequest, String> {
         let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+        Self::from_value(value)
+    }
+
+    /// As [`Self::parse`], from JSON already parsed (an EventBridge event's `detail`).
+    pub fn from_value(value: Value) -> Result<PushRequest, String> {
         let Value::Object(mut obj) = value else {
             return Err("body must be a JSON object".into());
         };
@@ -164,8 +174,32 @@ async fn deliver_record(hub: &Hub, record: &SqsMessage, deadline: Option<Instant
     work.instrument(tracing::info_span!("push", message_id)).await
 }
 
+/// An SQS body: a push request, or an EventBridge event carrying one in `detail`, whose id
+/// then becomes the frame's.
+fn parse_body(body: &str) -> Result<(PushRequest, Option<String>), String> {
+    let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    if eventbridge::is_event(&value) {
+        let event = eventbridge::Envelope::from_value(value)?;
+        event.log();
+        return Ok((event.request, event.id));
+    }
+    PushRequest::from_value(value).map(|request| (request, None))
+}
+
 async fn try_deliver(hub: &Hub, record: &SqsMessage, deadline: Option<Instant>) -> Result<(), RecordError> {
-    let request = PushRequest::parse(record.body.as_deref().unwrap_or("")).map_err(RecordError::Malformed)?;
+    let (request, event_id) = parse_body(record.body.as_deref().unwrap_or("")).map_err(RecordError::Malformed)?;
+    deliver(hub, request, event_id.or_else(|| record.message_id.clone()), deadline)
+        .await
+        .map(|_| ())
+}
+
+/// Delivers one push request as a `message` frame with this `id`; `Ok` only when complete.
+pub(crate) async fn deliver(
+    hub: &Hub,
+    request: PushRequest,
+    id: Option<String>,
+    deadline: Option<Instant>,
+) -> Result<Report, RecordError> {
     let endpoint = hub
         .config
         .management_endpoint
@@ -175,7 +209,7 @@ async fn try_deliver(hub: &Hub, record: &SqsMessage, deadline: Option<Instant>) 
         topic: request.topic,
         data: request.data,
         from: None,
-        id: record.message_id.clone(),
+        id,
     }
     .to_json();
     if frame.len() > MAX_FRAME_BYTES {
@@ -192,7 +226,7 @@ async fn try_deliver(hub: &Hub, record: &SqsMessage, deadline: Option<Instant>) 
         "pushed"
     );
     if report.is_complete() {
-        Ok(())
+        Ok(report)
     } else {
         Err(RecordError::Incomplete {
             delivered: report.delivered,
@@ -232,6 +266,23 @@ mod tests {
         );
         let p = PushRequest::parse(r#"{"topic":"t","data":{"a":[1]}}"#).unwrap();
         assert_eq!((p.topic.as_deref(), p.data), (Some("t"), json!({"a":[1]})));
+    }
+
+    #[test]
+    fn an_eventbridge_event_is_read_by_its_detail_with_its_id() {
+        let event = |detail: Value| {
+            json!({"version": "0", "id": "ev-1", "detail-type": "Anything", "source": "billing",
+                "detail": detail})
+            .to_string()
+        };
+        let (request, id) = parse_body(&event(json!({"topic": "t", "data": 1}))).unwrap();
+        assert_eq!(request.audience, Audience::Group(Group::Topic("t".into())));
+        assert_eq!(id.as_deref(), Some("ev-1"));
+        // The envelope's own keys are EventBridge's; the detail keeps the strict key rule.
+        let err = parse_body(&event(json!({"topik": "t", "data": 1}))).unwrap_err();
+        assert!(err.contains("unknown key"), "{err}");
+        // A plain body has no id of its own: the messageId stays the frame id.
+        assert_eq!(parse_body(r#"{"data":1}"#).unwrap().1, None);
     }
 
     #[test]

@@ -51,6 +51,8 @@ enum Expected {
     BatchItemFailure,
     /// Handled normally (a valid event wrapped around something odd): this reply `action`.
     Reply(&'static str),
+    /// An HTTP API response with this status and JSON error `code`.
+    Http(u16, &'static str),
 }
 
 use Expected::*;
@@ -82,6 +84,27 @@ fn fits_but_push_does_not() -> String {
 /// `ping.json` with `edit` applied.
 fn ping_event(edit: impl FnOnce(&mut Value)) -> Input {
     let mut e = event("ping.json");
+    edit(&mut e);
+    Event(e)
+}
+
+/// `eventbridge-topic.json` with `edit` applied.
+fn eventbridge_event(edit: impl FnOnce(&mut Value)) -> Input {
+    let mut e = event("eventbridge-topic.json");
+    edit(&mut e);
+    Event(e)
+}
+
+/// An SQS body that is an EventBridge event with this `detail`.
+fn eventbridge_push(detail: Value) -> Input {
+    let mut e = event("eventbridge-topic.json");
+    e["detail"] = detail;
+    push(e.to_string())
+}
+
+/// `http-online.json` with `edit` applied.
+fn http_event(edit: impl FnOnce(&mut Value)) -> Input {
+    let mut e = event("http-online.json");
     edit(&mut e);
     Event(e)
 }
@@ -304,6 +327,48 @@ fn rows() -> Vec<(&'static str, Input, Expected)> {
             BatchItemFailure,
         ),
         ("push: data over 128 KB", push(json!({"data": big}).to_string()), BatchItemFailure),
+        // EventBridge events, to the function and through the queue.
+        ("eventbridge: detail is a string", eventbridge_event(|e| e["detail"] = json!("hi")), Invocation("wshub.MalformedEvent")),
+        ("eventbridge: detail is null", eventbridge_event(|e| e["detail"] = Value::Null), Invocation("wshub.MalformedEvent")),
+        ("eventbridge: misspelt target", eventbridge_event(|e| e["detail"] = json!({"topik": "news", "data": 1})), Invocation("wshub.MalformedEvent")),
+        ("eventbridge: bad time", eventbridge_event(|e| e["time"] = json!("yesterday")), Invocation("wshub.MalformedEvent")),
+        ("eventbridge: id is a number", eventbridge_event(|e| e["id"] = json!(7)), Invocation("wshub.MalformedEvent")),
+        ("eventbridge: detail-type is a number", eventbridge_event(|e| e["detail-type"] = json!(7)), Invocation("wshub.UnrecognizedEvent")),
+        ("eventbridge: data over 128 KB", eventbridge_event(|e| e["detail"] = json!({"data": big})), Invocation("wshub.MalformedEvent")),
+        ("push: EventBridge event, misspelt target", eventbridge_push(json!({"topik": "news", "data": 1})), BatchItemFailure),
+        ("push: EventBridge event, detail is an array", eventbridge_push(json!([1])), BatchItemFailure),
+        ("push: EventBridge event, no data", eventbridge_push(json!({"topic": "news"})), BatchItemFailure),
+        // HTTP API requests.
+        ("http: headers is a string", http_event(|e| e["headers"] = json!("token: bob-token")), Invocation("wshub.MalformedEvent")),
+        ("http: userIds is a number", http_event(|e| e["queryStringParameters"]["userIds"] = json!(5)), Invocation("wshub.MalformedEvent")),
+        ("http: no query string", http_event(|e| drop(e.as_object_mut().unwrap().remove("queryStringParameters"))), Http(400, "missing_user_ids")),
+        ("http: only commas", http_event(|e| e["queryStringParameters"]["userIds"] = json!(",,,")), Http(400, "missing_user_ids")),
+        ("http: control character in an id", http_event(|e| e["queryStringParameters"]["userIds"] = json!("a\u{0}b")), Http(400, "invalid_user_id")),
+        (
+            "http: 10 000 user ids",
+            http_event(|e| e["queryStringParameters"]["userIds"] = json!((0..10_000).map(|i| i.to_string()).collect::<Vec<_>>().join(","))),
+            Http(400, "too_many_user_ids"),
+        ),
+        ("http: empty token header", http_event(|e| e["headers"]["token"] = json!("")), Http(401, "missing_credentials")),
+        (
+            "http: Bearer without a token",
+            http_event(|e| {
+                e["headers"].as_object_mut().unwrap().remove("token");
+                e["headers"]["authorization"] = json!("Bearer ");
+            }),
+            Http(401, "missing_credentials"),
+        ),
+        ("http: token over 8 KB", http_event(|e| e["headers"]["token"] = json!("t".repeat(9000))), Http(403, "forbidden")),
+        ("http: forged JWT", http_event(|e| e["headers"]["token"] = json!("eyJhbGciOiJub25lIn0.eyJzdWIiOiJib2IifQ.")), Http(403, "forbidden")),
+        ("http: DELETE", http_event(|e| e["requestContext"]["http"]["method"] = json!("DELETE")), Http(405, "method_not_allowed")),
+        (
+            "http: another path",
+            http_event(|e| {
+                e["routeKey"] = json!("$default");
+                e["rawPath"] = json!(format!("/{}", "x/".repeat(5000)));
+            }),
+            Http(404, "not_found"),
+        ),
     ]
 }
 
@@ -413,6 +478,15 @@ async fn every_malformed_input_gets_its_documented_answer_and_the_connection_sta
                 "{name}"
             ),
             (Reply(action), Ok(response)) => assert_eq!(reply_frame(name, &response)["action"], action, "{name}"),
+            (Http(status, code), Ok(response)) => {
+                assert_eq!(response["statusCode"], status, "{name}: {response}");
+                let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+                assert_eq!(body["code"], code, "{name}: {body}");
+                assert!(
+                    body["message"].as_str().is_some_and(|m| m.len() < 1024),
+                    "{name}: {body}"
+                );
+            }
             (_, answer) => panic!("{name}: unexpected answer {answer:?}"),
         }
         // The connection a bad frame arrived on is still registered and still served.

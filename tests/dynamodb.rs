@@ -9,6 +9,7 @@ use serde_json::json;
 use wshub::notify::memory::MemoryNotifier;
 use wshub::store::dynamo::DynamoStore;
 use wshub::store::table::{self, create_table};
+use wshub::store::ConnectionStore;
 use wshub::{Config, Hub};
 
 const NEEDS: &str = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh";
@@ -132,10 +133,33 @@ async fn connect_subscribe_push_disconnect() {
         200
     );
     let left = store.client().scan().table_name(store.table()).send().await.unwrap();
+    // The connection and its subscriptions are gone; alice's presence item stays, with no
+    // attribute that could put it in an index (and so in a broadcast).
+    let items = left.items();
     assert_eq!(
-        left.count(),
-        0,
+        items.len(),
+        1,
         "disconnect removes the connection and its subscriptions"
+    );
+    let mut attributes: Vec<&str> = items[0].keys().map(String::as_str).collect();
+    attributes.sort();
+    assert_eq!(attributes, [table::LAST_ACTIVE_AT, table::PK, table::SK, table::TTL]);
+    assert_eq!(items[0][table::PK].as_s().unwrap(), &table::user_pk("alice"));
+    for index in table::INDEXES {
+        let scanned = store
+            .client()
+            .scan()
+            .table_name(store.table())
+            .index_name(index.name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(scanned.count(), 0, "{} must not index the presence item", index.name);
+    }
+    let presence = store.presence(&["alice".to_owned()], wshub_now()).await.unwrap();
+    assert!(
+        !presence[0].online && presence[0].last_active_at.is_some(),
+        "{presence:?}"
     );
     // A push to the departed user now reaches nobody and still succeeds.
     assert_eq!(
@@ -145,4 +169,11 @@ async fn connect_subscribe_push_disconnect() {
         json!({"batchItemFailures": []})
     );
     assert_eq!(notifier.sent().len(), 3);
+}
+
+fn wshub_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use wshub::notify::memory::MemoryNotifier;
+use wshub::notify::NotifyError;
 use wshub::store::memory::MemoryStore;
 use wshub::store::ConnectionStore;
 use wshub::{Config, Hub};
@@ -426,4 +427,170 @@ async fn restricted_topics_allow_own_public_and_granted_only() {
         .message("A", "alice", json!({"action": "unsubscribe", "topic": "team-7/plans"}))
         .await;
     assert_eq!(r["action"], "unsubscribed");
+}
+
+#[tokio::test]
+async fn eventbridge_events_push_with_the_event_id() {
+    let f = fixture();
+    f.connect("A", "alice").await;
+    f.connect("B", "bob").await;
+    f.message("B", "bob", json!({"action": "subscribe", "topic": "news"}))
+        .await;
+    // The function as the rule's target.
+    let direct = f.send(event("eventbridge-topic.json")).await;
+    assert_eq!(
+        direct,
+        json!({"id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "delivered": 1, "gone": 0})
+    );
+    assert_eq!(
+        f.notifier.frames_for("B"),
+        [
+            json!({"action": "message", "topic": "news", "data": {"order": "o-1001", "status": "shipped"},
+            "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718"})
+        ]
+    );
+    // The queue as the target: the SQS body is the whole event.
+    assert_eq!(
+        f.send(event("sqs-eventbridge.json")).await,
+        json!({"batchItemFailures": []})
+    );
+    assert_eq!(
+        f.notifier.frames_for("A"),
+        [
+            json!({"action": "message", "data": {"export": "e-77", "status": "ready"},
+            "id": "1f2d3c4b-5a69-4788-97a6-b5c4d3e2f1a0"})
+        ]
+    );
+    // An event without an id (sent by hand) falls back to the SQS messageId.
+    let mut queued = event("sqs-eventbridge.json");
+    let mut body: Value = serde_json::from_str(queued["Records"][0]["body"].as_str().unwrap()).unwrap();
+    body.as_object_mut().unwrap().remove("id");
+    queued["Records"][0]["body"] = json!(body.to_string());
+    assert_eq!(f.send(queued).await, json!({"batchItemFailures": []}));
+    assert_eq!(
+        f.notifier.frames_for("A")[1]["id"],
+        "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d80"
+    );
+    // A bad detail through the queue is a batch item failure, so it reaches the DLQ.
+    let mut queued = event("sqs-eventbridge.json");
+    body["detail"] = json!({"userId": "alice", "data": 1, "extra": true});
+    queued["Records"][0]["body"] = json!(body.to_string());
+    assert_eq!(
+        f.send(queued).await,
+        json!({"batchItemFailures": [{"itemIdentifier": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d80"}]})
+    );
+}
+
+#[tokio::test]
+async fn eventbridge_failures_are_invocation_errors_with_stable_types() {
+    let f = fixture();
+    f.connect("B", "bob").await;
+    f.message("B", "bob", json!({"action": "subscribe", "topic": "news"}))
+        .await;
+    let error_type = |err: wshub::RouterError| lambda_runtime::Diagnostic::from(err).error_type;
+    let err = wshub::handle(&f.hub, event("eventbridge-bad-detail.json"), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown key"), "{err}");
+    assert_eq!(error_type(err), "wshub.MalformedEvent");
+    // A delivery that fails: the invocation fails, so Lambda's async retries apply.
+    f.notifier.fail_next(
+        "B",
+        vec![NotifyError::Rejected {
+            status: 403,
+            message: "forbidden".into(),
+        }],
+    );
+    let err = wshub::handle(&f.hub, event("eventbridge-topic.json"), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1 failed"), "{err}");
+    assert_eq!(error_type(err), "wshub.DeliveryFailed");
+    // The retry succeeds.
+    assert_eq!(f.send(event("eventbridge-topic.json")).await["delivered"], 1);
+    // A malformed envelope is malformed, not unrecognized.
+    let mut e = event("eventbridge-topic.json");
+    e["time"] = json!("yesterday");
+    let err = wshub::handle(&f.hub, e, None).await.unwrap_err();
+    assert_eq!(error_type(err), "wshub.MalformedEvent");
+    let f = fixture_with(&[("APIGW_MANAGEMENT_ENDPOINT", "")]);
+    let err = wshub::handle(&f.hub, event("eventbridge-topic.json"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(error_type(err), "wshub.DeliveryFailed");
+}
+
+fn http_reply(response: &Value, status: u16) -> Value {
+    assert_eq!(response["statusCode"], status, "{response}");
+    assert_eq!(response["headers"]["cache-control"], "no-store");
+    serde_json::from_str(response["body"].as_str().expect("body")).expect("JSON body")
+}
+
+#[tokio::test]
+async fn online_status_over_http() {
+    let f = fixture();
+    let ask = |ids: &str| {
+        let mut e = event("http-online.json");
+        e["queryStringParameters"] = json!({"userIds": ids});
+        e
+    };
+    let users = http_reply(&f.send(ask("alice,bob")).await, 200)["users"].clone();
+    assert_eq!(
+        users,
+        json!([{"userId": "alice", "online": false, "lastActiveAt": null},
+               {"userId": "bob", "online": false, "lastActiveAt": null}])
+    );
+    f.connect("A1", "alice").await;
+    f.connect("A2", "alice").await;
+    let alice = http_reply(&f.send(ask("alice")).await, 200)["users"][0].clone();
+    assert_eq!(alice["online"], true);
+    let connected = alice["lastActiveAt"].as_i64().unwrap();
+    // One of two connections closes: still online.
+    let mut bye = event("disconnect.json");
+    bye["requestContext"]["connectionId"] = json!("A1");
+    assert_eq!(f.send(bye.clone()).await["statusCode"], 200);
+    assert_eq!(http_reply(&f.send(ask("alice")).await, 200)["users"][0]["online"], true);
+    bye["requestContext"]["connectionId"] = json!("A2");
+    f.send(bye).await;
+    let alice = http_reply(&f.send(ask("alice")).await, 200)["users"][0].clone();
+    assert_eq!(alice["online"], false);
+    assert!(
+        alice["lastActiveAt"].as_i64().unwrap() >= connected,
+        "kept on disconnect: {alice}"
+    );
+
+    // A JWT as a bearer token; a function URL's shape ($default route, the path in rawPath).
+    let mut e = event("http-online-jwt.json");
+    e["routeKey"] = json!("$default");
+    e["requestContext"]["routeKey"] = json!("$default");
+    assert_eq!(http_reply(&f.send(e.clone()).await, 200)["users"][0]["userId"], "alice");
+    // Another method on the route: 405 with Allow.
+    e["requestContext"]["http"]["method"] = json!("POST");
+    let r = f.send(e).await;
+    assert_eq!(http_reply(&r, 405)["code"], "method_not_allowed");
+    assert_eq!(r["headers"]["allow"], "GET");
+    // Not a bearer credential: no credentials at all.
+    let mut e = event("http-online.json");
+    e["headers"].as_object_mut().unwrap().remove("token");
+    e["headers"]["authorization"] = json!("Basic Ym9iOmJvYi10b2tlbg==");
+    assert_eq!(http_reply(&f.send(e).await, 401)["code"], "missing_credentials");
+    // Bad ids.
+    assert_eq!(
+        http_reply(&f.send(ask("a\u{1}b")).await, 400)["code"],
+        "invalid_user_id"
+    );
+    let many: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
+    assert_eq!(
+        http_reply(&f.send(ask(&many.join(","))).await, 400)["code"],
+        "too_many_user_ids"
+    );
+}
+
+#[tokio::test]
+async fn online_status_fails_closed_without_auth_configuration() {
+    let f = fixture_with(&[("AUTH_TOKENS", ""), ("JWT_SECRET", "")]);
+    let r = f.send(event("http-online.json")).await;
+    assert_eq!(http_reply(&r, 403)["code"], "forbidden");
+    let r = f.send(event("http-online-no-token-deny.json")).await;
+    assert_eq!(http_reply(&r, 401)["code"], "missing_credentials");
 }

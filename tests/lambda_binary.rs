@@ -126,6 +126,13 @@ fn effect(r: &Value) -> (&str, &str) {
     )
 }
 
+/// An HTTP API response's JSON body, after checking its status and content type.
+fn http_body(r: &Value, status: u16) -> Value {
+    assert_eq!(r["statusCode"], status, "{r}");
+    assert_eq!(r["headers"]["content-type"], "application/json", "{r}");
+    serde_json::from_str(r["body"].as_str().expect("body")).unwrap()
+}
+
 fn body(r: &Value) -> Value {
     common::asyncapi::reply_frame(r)
 }
@@ -258,15 +265,87 @@ async fn every_sample_event_through_the_lambda_binary() {
             json!("ok")
         ]
     );
+
+    // EventBridge: the function as the rule's target, and the whole event through the queue.
+    // Either way the frame's id is the EventBridge event id.
+    assert_eq!(
+        ok(invoke("eventbridge-topic.json").await),
+        json!({"id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "delivered": 1, "gone": 0})
+    );
+    let refused = invoke("eventbridge-bad-detail.json").await.unwrap_err();
+    assert_eq!(refused["errorType"], "wshub.MalformedEvent", "{refused}");
+    assert!(
+        refused["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("unknown key \"topik\""),
+        "{refused}"
+    );
+    assert_eq!(ok(invoke("sqs-eventbridge.json").await), none);
+    let frames = connections.frames_for("Tq8ZsdsyIAMCJyA=");
+    let tail: Vec<(Value, Value)> = frames[5..]
+        .iter()
+        .map(|f| (f["id"].clone(), f["data"].clone()))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            (
+                json!("6a7e8feb-b491-4cf7-a9f1-bf3703467718"),
+                json!({"order": "o-1001", "status": "shipped"})
+            ),
+            (
+                json!("1f2d3c4b-5a69-4788-97a6-b5c4d3e2f1a0"),
+                json!({"export": "e-77", "status": "ready"})
+            ),
+        ]
+    );
+    assert_eq!(frames[5]["topic"], "news");
     assert!(connections.received().iter().all(|p| p.signed && p.stage == "prod"));
+
+    // Online status over HTTP, while alice is connected: bob asks about alice and himself.
+    let online = ok(invoke("http-online.json").await);
+    let users = http_body(&online, 200)["users"].clone();
+    let connected_at = users[0]["lastActiveAt"].as_i64().expect("alice's lastActiveAt");
+    assert_eq!(
+        users,
+        json!([
+            {"userId": "alice", "online": true, "lastActiveAt": connected_at},
+            {"userId": "bob", "online": false, "lastActiveAt": null}
+        ])
+    );
+    let missing = ok(invoke("http-online-no-token-deny.json").await);
+    assert_eq!(http_body(&missing, 401)["code"], "missing_credentials");
+    assert_eq!(missing["headers"]["www-authenticate"], "Bearer realm=\"wshub\"");
+    let bad = ok(invoke("http-online-bad-token-deny.json").await);
+    assert_eq!(http_body(&bad, 403)["code"], "forbidden");
+    let no_ids = ok(invoke("http-online-bad-user-ids.json").await);
+    assert_eq!(http_body(&no_ids, 400)["code"], "missing_user_ids");
+    let elsewhere = ok(invoke("http-unknown-route.json").await);
+    assert_eq!(http_body(&elsewhere, 404)["code"], "not_found");
 
     assert_eq!(
         body(&ok(invoke("unsubscribe.json").await)),
         json!({"action": "unsubscribed", "topic": "news"})
     );
     assert_eq!(ok(invoke("disconnect.json").await)["statusCode"], 200);
-    let rows = client.scan().table_name(&table).send().await.unwrap().count();
-    assert_eq!(rows, 0, "disconnect left rows behind");
+    // Only alice's presence item is left, and it keeps her last activity.
+    let rows = client.scan().table_name(&table).send().await.unwrap();
+    let keys: Vec<(String, String)> = rows
+        .items()
+        .iter()
+        .map(|i| (i["pk"].as_s().unwrap().clone(), i["sk"].as_s().unwrap().clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        [("USER#alice".to_owned(), "PRESENCE".to_owned())],
+        "disconnect left rows behind"
+    );
+    // carol's JWT, as a bearer token: alice is offline now, last active at her disconnect.
+    let after = ok(invoke("http-online-jwt.json").await);
+    let alice = &http_body(&after, 200)["users"][0];
+    assert_eq!((&alice["userId"], &alice["online"]), (&json!("alice"), &json!(false)));
+    assert!(alice["lastActiveAt"].as_i64().unwrap() >= connected_at, "{alice}");
 
     // An event nobody sends is an error naming its keys, and the process keeps serving.
     let err = api.invoke(json!({"version": "0", "detail": {}})).await.unwrap_err();

@@ -644,6 +644,16 @@ impl ConnectionStore for BrokenStore {
     fn members(&self, group: wshub::store::Group, now: i64) -> wshub::store::Pages {
         self.0.members(group, now)
     }
+    async fn touch_user(&self, user: &str, at: i64, ttl: i64) -> Result<(), wshub::store::StoreError> {
+        self.0.touch_user(user, at, ttl).await
+    }
+    async fn presence(
+        &self,
+        users: &[String],
+        now: i64,
+    ) -> Result<Vec<wshub::store::Presence>, wshub::store::StoreError> {
+        self.0.presence(users, now).await
+    }
 }
 
 #[tokio::test]
@@ -701,5 +711,57 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007_and_the_others_are_serve
         request(&mut bystander, json!({"action": "ping"})).await,
         json!({"action": "pong"})
     );
+    hub.shutdown().await;
+}
+
+/// GET with headers, answering status, headers and the JSON body.
+async fn get_json(url: &str, headers: &[(&str, &str)]) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = Request::builder().method(Method::GET).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn online_status_is_served_over_http_like_the_http_api() {
+    let hub = start().await;
+    let url = format!("{}/users/online?userIds=alice,bob", hub.http);
+    let (status, headers, body) = get_json(&url, &[]).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::UNAUTHORIZED, &json!("missing_credentials"))
+    );
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"wshub\"");
+    let (status, _, body) = get_json(&url, &[("authorization", "Bearer wrong")]).await;
+    assert_eq!((status, &body["code"]), (StatusCode::FORBIDDEN, &json!("forbidden")));
+
+    let mut alice = connect(&hub, "alice-token").await;
+    let id = connection_id(&mut alice).await;
+    let (status, headers, body) = get_json(&url, &[("token", "bob-token")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body["users"][0]["online"], true);
+    assert_eq!(
+        body["users"][1],
+        json!({"userId": "bob", "online": false, "lastActiveAt": null})
+    );
+
+    alice.close(None).await.unwrap();
+    wait_removed(&hub, &id).await;
+    // The repeated-parameter form, as API Gateway joins it.
+    let url = format!("{}/users/online?userIds=alice&userIds=alice", hub.http);
+    let (_, _, body) = get_json(&url, &[("authorization", "Bearer bob-token")]).await;
+    let users = body["users"].as_array().unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0]["online"], false);
+    assert!(users[0]["lastActiveAt"].is_i64(), "kept after the disconnect: {body}");
     hub.shutdown().await;
 }

@@ -26,6 +26,14 @@ fn strings(v: &Value) -> Vec<&str> {
     v.as_sequence().unwrap().iter().map(|s| s.as_str().unwrap()).collect()
 }
 
+/// The `X.Y` of `!GetAtt X.Y`.
+fn get_att(v: &Value) -> Option<&str> {
+    match v {
+        Value::Tagged(t) if t.tag == "GetAtt" => t.value.as_str(),
+        _ => None,
+    }
+}
+
 /// The logical id named by `!Ref X`.
 fn ref_target(v: &Value) -> Option<&str> {
     match v {
@@ -175,8 +183,10 @@ fn iam_grants_only_what_the_code_calls() {
     }
     let expected: BTreeSet<&str> = [
         "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
         "dynamodb:BatchWriteItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:ConditionCheckItem",
         "dynamodb:Query",
         "dynamodb:Scan",
@@ -200,6 +210,7 @@ fn iam_grants_only_what_the_code_calls() {
         "ALLOW_CLIENT_BROADCAST",
         "CONNECTION_TTL_SECONDS",
         "PUSH_CONCURRENCY",
+        "PRESENCE_TTL_SECONDS",
     ] {
         assert!(env.contains_key(name), "{name} missing from the function environment");
     }
@@ -234,4 +245,106 @@ fn queue_redrives_to_a_dlq_and_outlives_the_function_timeout() {
             "no visibility timeout for {timeout}"
         );
     }
+}
+
+#[test]
+fn eventbridge_rule_targets_the_queue_or_the_function_and_only_it_may_send() {
+    let t = template();
+    let params = &t["Parameters"];
+    assert_eq!(params["EventBridgeTarget"]["Default"].as_str(), Some("queue"));
+    assert_eq!(params["EventBusName"]["Default"].as_str(), Some("default"));
+    assert_eq!(params["EventSources"]["Default"].as_str(), Some("wshub"));
+    let r = &t["Resources"];
+    let rule = &r["PushRule"];
+    assert_eq!(rule["Condition"].as_str(), Some("EventBridgeEnabled"));
+    let p = &rule["Properties"];
+    assert_eq!(ref_target(&p["EventBusName"]), Some("EventBusName"));
+    assert_eq!(ref_target(&p["EventPattern"]["source"]), Some("EventSources"));
+    assert!(
+        p["EventPattern"].get("detail-type").is_none(),
+        "any detail-type is accepted"
+    );
+    // One target, chosen by condition: the queue, else the function; both dead-letter to the DLQ.
+    let targets = p["Targets"].as_sequence().unwrap();
+    assert_eq!(targets.len(), 1);
+    let Value::Tagged(choice) = &targets[0] else {
+        panic!("the target is an !If")
+    };
+    assert_eq!(choice.tag, "If");
+    let branches = choice.value.as_sequence().unwrap();
+    assert_eq!(branches[0].as_str(), Some("EventBridgeToQueue"));
+    assert_eq!(get_att(&branches[1]["Arn"]), Some("PushQueue.Arn"));
+    assert_eq!(get_att(&branches[2]["Arn"]), Some("HubFunction.Arn"));
+    for target in &branches[1..] {
+        assert_eq!(
+            get_att(&target["DeadLetterConfig"]["Arn"]),
+            Some("PushDeadLetterQueue.Arn")
+        );
+    }
+    // Queue policies: events.amazonaws.com may send, from this rule only.
+    for (name, queue) in [
+        ("PushQueueEventsPolicy", "PushQueue"),
+        ("DeadLetterQueueEventsPolicy", "PushDeadLetterQueue"),
+    ] {
+        let policy = &r[name]["Properties"];
+        assert_eq!(ref_target(&policy["Queues"][0]), Some(queue));
+        let statements = policy["PolicyDocument"]["Statement"].as_sequence().unwrap();
+        assert_eq!(statements.len(), 1, "{name}");
+        let s = &statements[0];
+        assert_eq!(s["Principal"]["Service"].as_str(), Some("events.amazonaws.com"));
+        assert_eq!(s["Action"].as_str(), Some("sqs:SendMessage"));
+        assert_eq!(get_att(&s["Resource"]), Some(format!("{queue}.Arn").as_str()));
+        assert_eq!(
+            get_att(&s["Condition"]["ArnEquals"]["aws:SourceArn"]),
+            Some("PushRule.Arn"),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        r["PushQueueEventsPolicy"]["Condition"].as_str(),
+        Some("EventBridgeToQueue")
+    );
+    // The function target: invoke permission from the rule only, failures to the DLQ.
+    let permission = &r["EventsInvokePermission"];
+    assert_eq!(permission["Condition"].as_str(), Some("EventBridgeToFunction"));
+    assert_eq!(
+        permission["Properties"]["Principal"].as_str(),
+        Some("events.amazonaws.com")
+    );
+    assert_eq!(get_att(&permission["Properties"]["SourceArn"]), Some("PushRule.Arn"));
+    let invoke = &r["HubEventInvokeConfig"];
+    assert_eq!(invoke["Condition"].as_str(), Some("EventBridgeToFunction"));
+    assert_eq!(
+        get_att(&invoke["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]),
+        Some("PushDeadLetterQueue.Arn")
+    );
+    let failures = &r["HubAsyncFailurePolicy"];
+    assert_eq!(failures["Condition"].as_str(), Some("EventBridgeToFunction"));
+    let statements = failures["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(statements.len(), 1);
+    assert_eq!(statements[0]["Action"].as_str(), Some("sqs:SendMessage"));
+    assert_eq!(get_att(&statements[0]["Resource"]), Some("PushDeadLetterQueue.Arn"));
+}
+
+#[test]
+fn online_status_route_reaches_the_function_without_an_authorizer() {
+    let t = template();
+    let event = &t["Resources"]["HubFunction"]["Properties"]["Events"]["OnlineStatus"];
+    assert_eq!(event["Type"].as_str(), Some("HttpApi"));
+    let p = &event["Properties"];
+    assert_eq!(ref_target(&p["ApiId"]), Some("HttpApi"));
+    assert_eq!(p["Method"].as_str(), Some("GET"));
+    assert_eq!(p["Path"].as_str(), Some(wshub::http::ONLINE_PATH));
+    assert_eq!(p["PayloadFormatVersion"].as_str(), Some("2.0"));
+    // The function checks credentials itself; an authorizer would only answer 401s it cannot word.
+    assert!(p.get("Auth").is_none());
+    assert_eq!(
+        t["Resources"]["HttpApi"]["Type"].as_str(),
+        Some("AWS::Serverless::HttpApi")
+    );
+    assert!(t["Resources"]["HttpApi"]["Properties"].get("Auth").is_none());
+    let url = format!("{:?}", t["Outputs"]["OnlineStatusUrl"]["Value"]);
+    assert!(url.contains(wshub::http::ONLINE_PATH), "{url}");
 }

@@ -109,6 +109,23 @@ fn check_answer(answer: &Value) {
         let effect = policy["Statement"][0]["Effect"].as_str().expect("policy has an Effect");
         assert!(effect == "Allow" || effect == "Deny", "{answer}");
         assert!(answer["principalId"].is_string(), "{answer}");
+    } else if answer.get("cookies").is_some() {
+        // An HTTP API (payload 2.0) response: a JSON body, the users or an error code.
+        let status = answer["statusCode"].as_i64().expect("statusCode is a number");
+        assert!((200..600).contains(&status), "{answer}");
+        assert_eq!(answer["headers"]["content-type"], "application/json", "{answer}");
+        let body: Value =
+            serde_json::from_str(answer["body"].as_str().expect("HTTP body is a string")).expect("HTTP body is JSON");
+        if status == 200 {
+            assert!(body["users"].is_array(), "{body}");
+        } else {
+            assert!(body["code"].is_string() && body["message"].is_string(), "{body}");
+            assert!(body.to_string().len() < 1024, "HTTP error body stays short");
+        }
+    } else if let Some(delivered) = answer.get("delivered") {
+        // An EventBridge event delivered by the function itself.
+        assert!(delivered.is_u64() && answer["gone"].is_u64(), "{answer}");
+        assert!(answer["id"].is_string() || answer["id"].is_null(), "{answer}");
     } else if let Some(status) = answer.get("statusCode") {
         assert!(status.is_i64(), "{answer}");
         if let Some(body) = answer.get("body").filter(|b| !b.is_null()) {

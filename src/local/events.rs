@@ -190,6 +190,52 @@ impl ConnectionInfo {
     }
 }
 
+/// An HTTP API request (payload format 2.0) on a `$default` stage and `$default` route, so the
+/// function itself answers 404 and 405. Repeated headers and query parameters are joined with
+/// commas, as API Gateway joins them.
+pub fn http_event(method: &str, path: &str, raw_query: &str, headers: &HeaderMap, query: &[(String, String)]) -> Value {
+    let mut joined_headers = Map::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        append_joined(&mut joined_headers, name.as_str(), value);
+    }
+    let mut joined_query = Map::new();
+    for (key, value) in query {
+        append_joined(&mut joined_query, key, value.clone());
+    }
+    let user_agent = joined_headers.get("user-agent").cloned().unwrap_or(Value::Null);
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": joined_headers,
+        "queryStringParameters": joined_query,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "local-http",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": user_agent},
+            "requestId": request_id(),
+            "routeKey": "$default",
+            "stage": "$default",
+            "timeEpoch": now_ms(),
+        },
+        "isBase64Encoded": false,
+    })
+}
+
+fn append_joined(map: &mut Map<String, Value>, key: &str, value: String) {
+    match map.get_mut(key) {
+        Some(Value::String(existing)) => {
+            existing.push(',');
+            existing.push_str(&value);
+        }
+        _ => {
+            map.insert(key.to_owned(), Value::String(value));
+        }
+    }
+}
+
 /// An SQS batch holding one message, as the event source mapping delivers it.
 pub fn sqs_event(message_id: &str, body: &str, queue: &str) -> Value {
     let now = now_ms().to_string();

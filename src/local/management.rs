@@ -1,6 +1,7 @@
 //! The HTTP side of the hub: API Gateway's Management API (`/@connections/{id}`, with or
 //! without the stage prefix, as the SDKs and `aws apigatewaymanagementapi` call it), and the
-//! hub's own `/_local/…` routes, which play SQS and let tests look into the store.
+//! hub's own `/_local/…` routes, which play SQS and let tests look into the store, and the
+//! HTTP API's `/users/online`.
 //!
 //! Request signatures are not checked: any credentials do, as with other local emulators.
 
@@ -8,9 +9,10 @@ use std::sync::Arc;
 
 use aws_sdk_apigatewaymanagement::primitives::{DateTime, DateTimeFormat};
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State as Extract};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lambda_runtime::Diagnostic;
@@ -115,6 +117,45 @@ pub(crate) async fn delete_connection(
     } else {
         Err(gone(&id))
     }
+}
+
+/// `/users/online`: the HTTP API's route, handed to the router as API Gateway's payload 2.0;
+/// the function's status, headers and body come back unchanged.
+pub(crate) async fn online_status(
+    Extract(state): Extract<Arc<State>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let event = events::http_event(method.as_str(), uri.path(), uri.query().unwrap_or(""), &headers, &query);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(29);
+    let answer = match route(&state.hub, event, Some(deadline)).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let diagnostic = Diagnostic::from(e);
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerErrorException",
+                diagnostic.error_message,
+            );
+        }
+    };
+    let status = answer["statusCode"]
+        .as_u64()
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, answer["body"].as_str().unwrap_or("").to_owned()).into_response();
+    for (name, value) in answer["headers"].as_object().into_iter().flatten() {
+        if let (Ok(name), Some(Ok(value))) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            value.as_str().map(HeaderValue::from_str),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// `POST /_local/sqs`: the body becomes one SQS record, delivered as the event source mapping

@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -226,6 +226,7 @@ fn router(state: Arc<State>) -> Router {
         .route("/@connections/{*id}", connections())
         .route("/{stage}/@connections/{*id}", connections())
         .route("/_local/sqs", post(management::inject_sqs))
+        .route(crate::http::ONLINE_PATH, any(management::online_status))
         .route("/_local/connections/{*id}", get(management::stored_connection))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "NotFoundException", "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -1,4 +1,5 @@
-//! `$connect`: register the connection under the user the authorizer vouched for.
+//! `$connect`: register the connection under the user the authorizer vouched for, and note
+//! the user's last activity.
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::http::HeaderValue;
@@ -36,6 +37,7 @@ pub async fn handle(ctx: &RouteContext<'_>) -> ApiGatewayProxyResponse {
             return status(500);
         }
     }
+    ctx.hub.touch_user(user_id, ctx.now).await;
     tracing::info!(user_id, "connected");
     let mut response = status(200);
     // A browser that offered subprotocols drops the socket unless one is accepted. The

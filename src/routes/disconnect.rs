@@ -1,4 +1,4 @@
-//! `$disconnect`: forget the connection and its subscriptions.
+//! `$disconnect`: forget the connection and its subscriptions; the user's last activity stays.
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 
@@ -6,7 +6,13 @@ use super::{status, RouteContext};
 
 pub async fn handle(ctx: &RouteContext<'_>) -> ApiGatewayProxyResponse {
     let rc = &ctx.request.request_context;
-    match ctx.hub.store.remove_connection(ctx.connection_id).await {
+    let touch = async {
+        if let Some(user_id) = ctx.user_id {
+            ctx.hub.touch_user(user_id, ctx.now).await;
+        }
+    };
+    let (removed, ()) = tokio::join!(ctx.hub.store.remove_connection(ctx.connection_id), touch);
+    match removed {
         Ok(()) => {
             tracing::info!(status = ?rc.disconnect_status_code, reason = ?rc.disconnect_reason, "disconnected");
             status(200)

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use futures::TryStreamExt;
 
-use super::{Connection, ConnectionStore, Group, StoreError};
+use super::{Connection, ConnectionStore, Group, Presence, StoreError};
 
 fn connection(id: &str, user: &str, ttl: i64) -> Connection {
     Connection {
@@ -122,4 +122,75 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
     assert!(pages > 1, "57 subscribers should take several pages, got {pages}");
     let everyone = collect(store, Group::Everyone, now).await.0;
     assert!(expected.is_subset(&everyone), "broadcast scan must reach every page");
+
+    presence(store, p, now).await;
+}
+
+fn presence_of(user: &str, online: bool, last_active_at: Option<i64>) -> Presence {
+    Presence {
+        user_id: user.into(),
+        online,
+        last_active_at,
+    }
+}
+
+/// Presence: online is "has a live connection"; last activity survives the connection, only
+/// moves forward, and expires with its own ttl.
+async fn presence(store: &dyn ConnectionStore, p: &str, now: i64) {
+    let live = now + 30 * 86_400;
+    let (here, gone, never, lapsed) = (
+        format!("{p}p-here"),
+        format!("{p}p-gone"),
+        format!("{p}p-never"),
+        format!("{p}p-lapsed"),
+    );
+    let (here_conn, gone_conn, stale_conn) = (format!("{p}pc1"), format!("{p}pc2"), format!("{p}pc3"));
+    let before = collect(store, Group::Everyone, now).await.0;
+
+    store
+        .put_connection(&connection(&here_conn, &here, now + 60))
+        .await
+        .unwrap();
+    store.touch_user(&here, 1_800_000_000_000, live).await.unwrap();
+    store
+        .put_connection(&connection(&gone_conn, &gone, now + 60))
+        .await
+        .unwrap();
+    store.touch_user(&gone, 1_800_000_000_000, live).await.unwrap();
+    store.remove_connection(&gone_conn).await.unwrap();
+    store.touch_user(&gone, 1_800_000_005_000, live).await.unwrap();
+    store.touch_user(&gone, 1_799_999_999_000, live).await.unwrap(); // older: ignored
+                                                                     // An expired connection row still stored does not make its user online.
+    store
+        .put_connection(&connection(&stale_conn, &lapsed, now - 1))
+        .await
+        .unwrap();
+    store.touch_user(&lapsed, 1_700_000_000_000, now - 1).await.unwrap(); // presence expired too
+
+    let users = [never.clone(), here.clone(), gone.clone(), lapsed.clone()];
+    assert_eq!(
+        store.presence(&users, now).await.unwrap(),
+        [
+            presence_of(&never, false, None),
+            presence_of(&here, true, Some(1_800_000_000_000)),
+            presence_of(&gone, false, Some(1_800_000_005_000)),
+            presence_of(&lapsed, false, None),
+        ]
+    );
+    assert_eq!(store.presence(&[], now).await.unwrap(), []);
+
+    // Presence records are never audience members: not in a broadcast, not in a user's group.
+    let everyone = collect(store, Group::Everyone, now).await.0;
+    let added: BTreeSet<String> = everyone.difference(&before).cloned().collect();
+    assert_eq!(added, set(&[&here_conn]));
+    assert_eq!(collect(store, Group::User(gone.clone()), now).await.0, set(&[]));
+
+    // A full request's worth of users, most never seen.
+    let many: Vec<String> = (0..super::MAX_PRESENCE_USERS).map(|i| format!("{p}pu{i:03}")).collect();
+    store.touch_user(&many[99], 5, live).await.unwrap();
+    let got = store.presence(&many, now).await.unwrap();
+    assert_eq!(got.len(), many.len());
+    assert!(got.iter().zip(&many).all(|(g, u)| &g.user_id == u && !g.online));
+    assert_eq!(got.iter().filter(|g| g.last_active_at.is_some()).count(), 1);
+    assert_eq!(got[99].last_active_at, Some(5));
 }

@@ -7,20 +7,26 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, DeleteRequest, Put, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_async::future::pagination_stream::PaginationStream;
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::capacity::{CapacityMeter, MeterInterceptor};
 use super::table::*;
-use super::{is_live, Connection, ConnectionStore, ConnectionView, Group, Pages, StoreError};
+use super::{is_live, Connection, ConnectionStore, ConnectionView, Group, Pages, Presence, StoreError};
 
 /// BatchWriteItem's limit.
 const BATCH_WRITE_MAX: usize = 25;
 const UNPROCESSED_RETRIES: u32 = 8;
 /// Parallel Scan segments for a broadcast.
 const DEFAULT_SCAN_SEGMENTS: i32 = 4;
+/// BatchGetItem's limit.
+const BATCH_GET_MAX: usize = 100;
+/// `byUser` Queries in flight for one presence request.
+const PRESENCE_CONCURRENCY: usize = 16;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -173,6 +179,81 @@ impl DynamoStore {
             .into_paginator()
             .send();
         id_pages(pages, "Query", now, |page| page.items)
+    }
+
+    /// Whether `user_id` has a live connection: stops at the first page holding one.
+    async fn has_live_connection(&self, user_id: &str, now: i64) -> Result<bool, StoreError> {
+        let mut pages = self.query_index(BY_USER, USER_ID, user_id.to_owned(), now);
+        while let Some(page) = pages.try_next().await? {
+            if !page.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `lastActiveAt` of the users whose live presence item exists, by BatchGetItem.
+    async fn last_active(&self, user_ids: &[String], now: i64) -> Result<HashMap<String, i64>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in user_ids.chunks(BATCH_GET_MAX) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|u| HashMap::from([(PK.to_owned(), s(user_pk(u))), (SK.to_owned(), s(PRESENCE))]))
+                .collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .projection_expression("#pk, #la, #ttl")
+                    .expression_attribute_names("#pk", PK)
+                    .expression_attribute_names("#la", LAST_ACTIVE_AT)
+                    .expression_attribute_names("#ttl", TTL)
+                    .build()
+                    .expect("keys are set"),
+            );
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                if attempt > 0 {
+                    // Unprocessed keys mean throttling: back off before asking again.
+                    tokio::time::sleep(Duration::from_millis(25 << attempt.min(6))).await;
+                }
+                if attempt == UNPROCESSED_RETRIES {
+                    return Err(StoreError::Backend {
+                        op: "BatchGetItem",
+                        message: format!(
+                            "{} keys still unprocessed after {attempt} attempts",
+                            request.keys().len()
+                        ),
+                    });
+                }
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| backend("BatchGetItem", e))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let at = item
+                        .get(LAST_ACTIVE_AT)
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse().ok());
+                    let user = get_s(&item, PK).and_then(|pk| user_of_pk(&pk).map(str::to_owned));
+                    if let (Some(user), Some(at), true) = (user, at, is_live(get_ttl(&item), now)) {
+                        found.insert(user, at);
+                    }
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut m| m.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+                attempt += 1;
+            }
+        }
+        Ok(found)
     }
 
     /// Broadcast audience: a parallel segmented Scan of the sparse `byUser` index, which holds
@@ -396,5 +477,52 @@ impl ConnectionStore for DynamoStore {
             Group::User(user) => self.query_index(BY_USER, USER_ID, user, now),
             Group::Topic(topic) => self.query_index(BY_TOPIC, TOPIC, topic, now),
         }
+    }
+
+    async fn touch_user(&self, user_id: &str, at: i64, ttl: i64) -> Result<(), StoreError> {
+        // Only lastActiveAt and ttl: a userId attribute would put this item in `byUser`.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(user_id)))
+            .key(SK, s(PRESENCE))
+            .update_expression("SET #la = :at, #ttl = :ttl")
+            .condition_expression("attribute_not_exists(#la) OR #la <= :at")
+            .expression_attribute_names("#la", LAST_ACTIVE_AT)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":at", n(at))
+            .expression_attribute_values(":ttl", n(ttl))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A later time is already stored: keep it.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(backend("UpdateItem", e)),
+        }
+    }
+
+    async fn presence(&self, user_ids: &[String], now: i64) -> Result<Vec<Presence>, StoreError> {
+        // Futures built before the stream, not by a closure in it: see push.rs (rust-lang/rust#102211).
+        let lookups: Vec<_> = user_ids.iter().map(|u| self.has_live_connection(u, now)).collect();
+        let online = stream::iter(lookups)
+            .buffered(PRESENCE_CONCURRENCY)
+            .try_collect::<Vec<bool>>();
+        let (last_active, online) = tokio::try_join!(self.last_active(user_ids, now), online)?;
+        Ok(user_ids
+            .iter()
+            .zip(online)
+            .map(|(user, online)| Presence {
+                user_id: user.clone(),
+                online,
+                last_active_at: last_active.get(user).copied(),
+            })
+            .collect())
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 
-use super::{is_live, Connection, ConnectionStore, ConnectionView, Group, Pages, StoreError};
+use super::{is_live, Connection, ConnectionStore, ConnectionView, Group, Pages, Presence, StoreError};
 
 #[derive(Default)]
 struct State {
@@ -15,6 +15,8 @@ struct State {
     topics: HashMap<String, BTreeMap<String, i64>>,
     /// connection id → topics, so removal need not walk every topic.
     subscriptions: HashMap<String, BTreeSet<String>>,
+    /// user id → (last active, epoch ms; ttl)
+    presence: HashMap<String, (i64, i64)>,
 }
 
 pub struct MemoryStore {
@@ -158,5 +160,33 @@ impl ConnectionStore for MemoryStore {
         };
         let pages: Vec<Result<Vec<String>, StoreError>> = ids.chunks(self.page_size).map(|c| Ok(c.to_vec())).collect();
         stream::iter(pages).boxed()
+    }
+
+    async fn touch_user(&self, user_id: &str, at: i64, ttl: i64) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let entry = state.presence.entry(user_id.to_owned()).or_insert((at, ttl));
+        if at >= entry.0 {
+            *entry = (at, ttl);
+        }
+        Ok(())
+    }
+
+    async fn presence(&self, user_ids: &[String], now: i64) -> Result<Vec<Presence>, StoreError> {
+        let state = self.lock();
+        Ok(user_ids
+            .iter()
+            .map(|user| Presence {
+                user_id: user.clone(),
+                online: state
+                    .connections
+                    .values()
+                    .any(|c| &c.user_id == user && is_live(c.ttl, now)),
+                last_active_at: state
+                    .presence
+                    .get(user)
+                    .filter(|(_, ttl)| is_live(*ttl, now))
+                    .map(|(at, _)| *at),
+            })
+            .collect())
     }
 }

@@ -42,6 +42,16 @@ pub enum Group {
     Topic(String),
 }
 
+/// Whether a user is online (at least one live connection) and when they were last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub user_id: String,
+    pub online: bool,
+    /// Epoch milliseconds of the latest connect or disconnect; `None` when never seen or
+    /// when the presence record has expired.
+    pub last_active_at: Option<i64>,
+}
+
 /// Connection ids, one page per backend round trip; an error ends the stream.
 pub type Pages = BoxStream<'static, Result<Vec<String>, StoreError>>;
 
@@ -74,7 +84,19 @@ pub trait ConnectionStore: Send + Sync {
 
     /// The live members of `group`, paginated to the end.
     fn members(&self, group: Group, now: i64) -> Pages;
+
+    /// Records that `user_id` was active at `at` (epoch ms), keeping the record until `ttl`
+    /// (epoch seconds). An older `at` than the stored one changes nothing, so a late
+    /// `$disconnect` cannot move the time backwards.
+    async fn touch_user(&self, user_id: &str, at: i64, ttl: i64) -> Result<(), StoreError>;
+
+    /// The presence of each user, in the order given. Callers pass distinct ids, at most
+    /// [`MAX_PRESENCE_USERS`] of them.
+    async fn presence(&self, user_ids: &[String], now: i64) -> Result<Vec<Presence>, StoreError>;
 }
+
+/// Users per [`ConnectionStore::presence`] call: one DynamoDB BatchGetItem.
+pub const MAX_PRESENCE_USERS: usize = 100;
 
 /// Whether a row with this `ttl` (epoch seconds) is still alive at `now`.
 pub fn is_live(ttl: i64, now: i64) -> bool {

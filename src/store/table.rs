@@ -5,8 +5,11 @@
 //! |---------------|-----------------|---------------|----------------------------------------------------|
 //! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, ttl  |
 //! | subscription  | `CONN#<connId>` | `TOPIC#<t>`   | connectionId, topic, ttl                           |
+//! | presence      | `USER#<userId>` | `PRESENCE`    | lastActiveAt, ttl                                  |
 //!
 //! GSIs are sparse: only connection items carry `userId`, only subscription items carry `topic`.
+//! The presence item must never carry `userId`, `topic` or `connectionId`: with them it would
+//! enter an index and be taken for a connection by every broadcast. Its user is in its `pk`.
 //! - `byUser` (userId, connectionId): a user's connections, and broadcast (a segmented Scan of
 //!   this index reads one small item per connection and never a subscription).
 //! - `byTopic` (topic, connectionId): a topic's subscribers.
@@ -27,11 +30,23 @@ pub const CONNECTED_AT: &str = "connectedAt";
 pub const SOURCE_IP: &str = "sourceIp";
 pub const TTL: &str = "ttl";
 pub const META: &str = "META";
+/// Epoch milliseconds of the user's latest connect or disconnect.
+pub const LAST_ACTIVE_AT: &str = "lastActiveAt";
+pub const PRESENCE: &str = "PRESENCE";
 pub const BY_USER: &str = "byUser";
 pub const BY_TOPIC: &str = "byTopic";
 
 pub fn connection_pk(connection_id: &str) -> String {
     format!("CONN#{connection_id}")
+}
+
+/// The presence item's partition; [`user_of_pk`] reverses it.
+pub fn user_pk(user_id: &str) -> String {
+    format!("USER#{user_id}")
+}
+
+pub fn user_of_pk(pk: &str) -> Option<&str> {
+    pk.strip_prefix("USER#")
 }
 
 pub fn topic_sk(topic: &str) -> String {
