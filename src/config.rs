@@ -9,6 +9,9 @@ use crate::topics::{self, TopicAccess};
 /// only briefly when `$disconnect` never arrives.
 pub const DEFAULT_CONNECTION_TTL_SECONDS: u64 = 2 * 3600 + 5 * 60;
 pub const DEFAULT_PUSH_CONCURRENCY: usize = 64;
+/// About two seconds of posting at the default concurrency and a typical post latency: small
+/// pushes never touch the queue, and a large one splits into jobs that each finish quickly.
+pub const DEFAULT_SHARD_THRESHOLD: usize = 5000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -36,6 +39,12 @@ pub struct Config {
     pub connection_ttl: Duration,
     /// `PUSH_CONCURRENCY`: in-flight @connections posts per fan-out.
     pub push_concurrency: usize,
+    /// `PUSH_QUEUE_URL`: the push queue itself, where large pushes enqueue their shard jobs.
+    /// Unset: every push is delivered by the invocation that receives it.
+    pub push_queue_url: Option<String>,
+    /// `SHARD_THRESHOLD`: members one invocation lists and delivers before it hands the rest of
+    /// the audience to the queue.
+    pub shard_threshold: usize,
     /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`.
     pub auth: AuthConfig,
     /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
@@ -73,6 +82,18 @@ impl Config {
         let push_concurrency = parse_number(get("PUSH_CONCURRENCY"), "PUSH_CONCURRENCY")?
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_PUSH_CONCURRENCY);
+        let push_queue_url = get("PUSH_QUEUE_URL");
+        if let Some(url) = &push_queue_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name: "PUSH_QUEUE_URL",
+                    reason: "must be an http(s) queue URL".into(),
+                });
+            }
+        }
+        let shard_threshold = parse_number(get("SHARD_THRESHOLD"), "SHARD_THRESHOLD")?
+            .map(|n| n as usize)
+            .unwrap_or(DEFAULT_SHARD_THRESHOLD);
         let jwks_url = get("JWT_JWKS_URL");
         if let Some(url) = &jwks_url {
             // Keys fetched over plain http could be swapped in transit; loopback is for tests.
@@ -129,6 +150,8 @@ impl Config {
             allow_client_broadcast,
             connection_ttl: Duration::from_secs(ttl_seconds),
             push_concurrency,
+            push_queue_url,
+            shard_threshold,
             auth,
             topic_access,
         })
@@ -173,6 +196,11 @@ mod tests {
         assert_eq!(c.connection_ttl, Duration::from_secs(DEFAULT_CONNECTION_TTL_SECONDS));
         assert_eq!(c.push_concurrency, DEFAULT_PUSH_CONCURRENCY);
         assert!(c.management_endpoint.is_none());
+        assert!(
+            c.push_queue_url.is_none(),
+            "no queue: every push is delivered in one invocation"
+        );
+        assert_eq!(c.shard_threshold, DEFAULT_SHARD_THRESHOLD);
         assert!(!c.auth.is_configured(), "no auth variables means nothing is accepted");
     }
 
@@ -185,6 +213,10 @@ mod tests {
         assert!(err.to_string().contains("ALLOW_CLIENT_BROADCAST"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("APIGW_MANAGEMENT_ENDPOINT", "ftp://x")]).unwrap_err();
         assert!(err.to_string().contains("APIGW_MANAGEMENT_ENDPOINT"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("PUSH_QUEUE_URL", "wshub-push")]).unwrap_err();
+        assert!(err.to_string().contains("PUSH_QUEUE_URL"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("SHARD_THRESHOLD", "0")]).unwrap_err();
+        assert!(err.to_string().contains("SHARD_THRESHOLD"), "{err}");
     }
 
     #[test]

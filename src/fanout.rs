@@ -1,9 +1,15 @@
 //! Delivery of one frame to an audience: resolves the audience page by page while posting,
 //! with bounded concurrency, jittered back-off on 429/5xx and cleanup on 410.
+//!
+//! In-flight posts adapt to the @connections rate limit ([`Window`]): a 429 means the account's
+//! budget is spent, and more posts at once would only turn into more 429s and burnt retries.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, FuturesUnordered, StreamExt, TryStreamExt};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::notify::{Notifier, NotifyError};
@@ -35,6 +41,86 @@ impl RetryPolicy {
     }
 }
 
+/// The in-flight limit of one fan-out, additive-increase / multiplicative-decrease as in TCP
+/// congestion control: every success widens it by 1/size (one post per round trip), a 429 cuts
+/// it by a quarter, at most once per round trip (429s of posts started before the last cut are
+/// the same congestion signal). It never exceeds `PUSH_CONCURRENCY` nor falls below 1.
+struct Window {
+    state: Mutex<WindowState>,
+    freed: Notify,
+    max: f64,
+}
+
+struct WindowState {
+    size: f64,
+    in_flight: usize,
+    started: u64,
+    cut_at: u64,
+}
+
+/// One attempt's slot in the window, given back when dropped (a post cut off at the deadline too).
+struct Slot<'a> {
+    window: &'a Window,
+    seq: u64,
+    throttled: Option<bool>,
+}
+
+impl Window {
+    fn new(max: usize) -> Self {
+        let max = max.max(1) as f64;
+        Window {
+            state: Mutex::new(WindowState {
+                size: max,
+                in_flight: 0,
+                started: 0,
+                cut_at: 0,
+            }),
+            freed: Notify::new(),
+            max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WindowState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn acquire(&self) -> Slot<'_> {
+        loop {
+            let freed = self.freed.notified();
+            {
+                let mut state = self.lock();
+                if (state.in_flight as f64) < state.size.floor() {
+                    state.in_flight += 1;
+                    state.started += 1;
+                    return Slot {
+                        window: self,
+                        seq: state.started,
+                        throttled: None,
+                    };
+                }
+            }
+            freed.await;
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut state = self.window.lock();
+        state.in_flight -= 1;
+        match self.throttled {
+            Some(true) if self.seq > state.cut_at => {
+                state.size = (state.size * 0.75).max(1.0);
+                state.cut_at = state.started;
+            }
+            Some(false) => state.size = (state.size + 1.0 / state.size).min(self.window.max),
+            _ => {}
+        }
+        drop(state);
+        self.window.freed.notify_waiters();
+    }
+}
+
 /// Who a frame goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
@@ -61,6 +147,26 @@ impl Report {
         self.failed == 0 && self.store_error.is_none()
     }
 }
+
+/// What [`Fanout::deliver_ids`] left undone, for a shard job to hand on.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// Never posted: the deadline came first.
+    pub unsent: Vec<String>,
+    /// Posted without success: retries exhausted, a non-retryable answer, or still in flight
+    /// when the deadline cut it off (so it may have arrived).
+    pub failed: Vec<String>,
+}
+
+impl Leftover {
+    pub fn is_empty(&self) -> bool {
+        self.unsent.is_empty() && self.failed.is_empty()
+    }
+}
+
+/// Stop starting posts this long before the deadline, so the posts in flight can finish and
+/// the rest be handed on; a fifth of the time left when that is shorter.
+const STOP_MARGIN: Duration = Duration::from_secs(2);
 
 enum Outcome {
     Delivered,
@@ -97,11 +203,15 @@ impl Fanout<'_> {
             .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
             .try_flatten();
         let mut report = Report::default();
+        let window = &Window::new(self.concurrency);
+        let stop = self.stop_at();
         let mut outcomes = ids
             .map(|id| async move {
                 match id {
                     Ok(id) if Some(id.as_str()) == exclude => Ok(Outcome::Skipped),
-                    Ok(id) => Ok(self.post(endpoint, &id, frame).await),
+                    // Past the deadline nothing new starts: the record fails and is redelivered.
+                    Ok(_) if stop.is_some_and(|s| Instant::now() >= s) => Ok(Outcome::Failed),
+                    Ok(id) => Ok(self.post(window, endpoint, &id, frame).await),
                     Err(e) => Err(e),
                 }
             })
@@ -121,10 +231,73 @@ impl Fanout<'_> {
         report
     }
 
-    async fn post(&self, endpoint: &str, connection_id: &str, frame: &[u8]) -> Outcome {
+    fn stop_at(&self) -> Option<Instant> {
+        self.deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            d - STOP_MARGIN.min(left / 5)
+        })
+    }
+
+    /// Delivers `frame` to these connections until done or the deadline is near, and returns
+    /// who did not get it. Nothing new starts once the deadline is near; posts in flight may
+    /// finish until the deadline itself.
+    pub async fn deliver_ids(&self, endpoint: &str, ids: Vec<String>, frame: &[u8]) -> (Report, Leftover) {
+        let window = &Window::new(self.concurrency);
+        let stop = self.stop_at();
+        let mut report = Report::default();
+        let mut leftover = Leftover::default();
+        let mut pending = ids.into_iter();
+        let mut posting: HashSet<String> = HashSet::new();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            let open = stop.is_none_or(|s| Instant::now() < s);
+            while open && in_flight.len() < self.concurrency.max(1) {
+                let Some(id) = pending.next() else { break };
+                posting.insert(id.clone());
+                in_flight.push(async move {
+                    let outcome = self.post(window, endpoint, &id, frame).await;
+                    (id, outcome)
+                });
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            let done = match self.deadline {
+                Some(deadline) => tokio::select! {
+                    done = in_flight.next() => done,
+                    () = tokio::time::sleep_until(deadline) => None,
+                },
+                None => in_flight.next().await,
+            };
+            let Some((id, outcome)) = done else {
+                tracing::warn!(cut = posting.len(), "deadline reached with posts in flight");
+                report.failed += posting.len();
+                leftover.failed.extend(posting.drain());
+                break;
+            };
+            posting.remove(&id);
+            match outcome {
+                Outcome::Delivered => report.delivered += 1,
+                Outcome::Gone => report.gone += 1,
+                Outcome::Failed => {
+                    report.failed += 1;
+                    leftover.failed.push(id);
+                }
+                Outcome::Skipped => {}
+            }
+        }
+        leftover.unsent.extend(pending);
+        (report, leftover)
+    }
+
+    async fn post(&self, window: &Window, endpoint: &str, connection_id: &str, frame: &[u8]) -> Outcome {
         let mut attempt = 0;
         loop {
-            let error = match self.notifier.send(endpoint, connection_id, frame).await {
+            let mut slot = window.acquire().await;
+            let sent = self.notifier.send(endpoint, connection_id, frame).await;
+            slot.throttled = Some(matches!(sent, Err(NotifyError::Throttled)));
+            drop(slot);
+            let error = match sent {
                 Ok(()) => return Outcome::Delivered,
                 Err(NotifyError::Gone) => {
                     // A closed socket whose $disconnect never ran: remove its rows so nobody

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::fanout::{Fanout, RetryPolicy};
 use crate::notify::apigw::ApiGatewayNotifier;
 use crate::notify::Notifier;
+use crate::queue::{Queue, SqsQueue};
 use crate::store::dynamo::DynamoStore;
 use crate::store::ConnectionStore;
 
@@ -15,6 +16,8 @@ pub struct Hub {
     pub config: Config,
     pub store: Arc<dyn ConnectionStore>,
     pub notifier: Arc<dyn Notifier>,
+    /// Where large pushes enqueue their shard jobs; `None` delivers every push in one invocation.
+    pub queue: Option<Arc<dyn Queue>>,
     pub retry: RetryPolicy,
 }
 
@@ -24,12 +27,18 @@ impl Hub {
             config,
             store,
             notifier,
+            queue: None,
             retry: RetryPolicy::default(),
         }
     }
 
-    /// The Lambda wiring: DynamoDB and the Management API with the standard AWS configuration
-    /// chain (`AWS_ENDPOINT_URL_DYNAMODB` included).
+    pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// The Lambda wiring: DynamoDB, the Management API and (with `PUSH_QUEUE_URL`) SQS, with the
+    /// standard AWS configuration chain (`AWS_ENDPOINT_URL_DYNAMODB` and `_SQS` included).
     /// Also fetches the JWKS, when one is configured, so the first connection need not wait.
     pub async fn from_aws(config: Config) -> Self {
         let (sdk, ()) = tokio::join!(
@@ -37,8 +46,13 @@ impl Hub {
             config.auth.warm_up()
         );
         let store = DynamoStore::new(crate::store::dynamo::client(&sdk), config.table.clone());
+        let queue = config.push_queue_url.as_ref().map(|url| SqsQueue::new(&sdk, url));
         let notifier = ApiGatewayNotifier::new(sdk);
-        Hub::new(config, Arc::new(store), Arc::new(notifier))
+        let hub = Hub::new(config, Arc::new(store), Arc::new(notifier));
+        match queue {
+            Some(queue) => hub.with_queue(Arc::new(queue)),
+            None => hub,
+        }
     }
 
     pub(crate) fn fanout(&self, deadline: Option<Instant>) -> Fanout<'_> {

@@ -17,6 +17,7 @@ use crate::auth::valid_user_id;
 use crate::fanout::Audience;
 use crate::hub::{now_secs, Hub};
 use crate::protocol::{validate_topic, Frame, MAX_FRAME_BYTES};
+use crate::shard::{self, Job};
 use crate::store::Group;
 
 /// Records of one batch in flight at once; each fans out with `PUSH_CONCURRENCY` posts.
@@ -38,6 +39,8 @@ pub enum RecordError {
     NoEndpoint,
     #[error("frame would exceed {MAX_FRAME_BYTES} bytes")]
     TooLarge,
+    #[error("could not hand work on to the queue: {0}")]
+    Enqueue(String),
     #[error("delivery incomplete: {delivered} delivered, {failed} failed{}", store.as_ref().map(|e| format!(", audience read failed: {e}")).unwrap_or_default())]
     Incomplete {
         delivered: usize,
@@ -165,12 +168,27 @@ async fn deliver_record(hub: &Hub, record: &SqsMessage, deadline: Option<Instant
 }
 
 async fn try_deliver(hub: &Hub, record: &SqsMessage, deadline: Option<Instant>) -> Result<(), RecordError> {
-    let request = PushRequest::parse(record.body.as_deref().unwrap_or("")).map_err(RecordError::Malformed)?;
+    let body = record.body.as_deref().unwrap_or("");
+    // Shard jobs: a part of a large push that another invocation handed on.
+    if let Some(job) = Job::from_body(body).map_err(RecordError::Malformed)? {
+        let endpoint = hub
+            .config
+            .management_endpoint
+            .as_deref()
+            .ok_or(RecordError::NoEndpoint)?;
+        return shard::deliver_job(hub, endpoint, job, deadline).await;
+    }
+    let request = PushRequest::parse(body).map_err(RecordError::Malformed)?;
     let endpoint = hub
         .config
         .management_endpoint
         .as_deref()
         .ok_or(RecordError::NoEndpoint)?;
+    // With a queue, a group push may be split into shard jobs.
+    let id = record.message_id.as_deref().filter(|id| shard::valid_connection_id(id));
+    if let (Some(_), Audience::Group(group), Some(id)) = (&hub.queue, &request.audience, id) {
+        return shard::deliver_push(hub, endpoint, id, group.clone(), request.data, deadline).await;
+    }
     let frame = Frame::Message {
         topic: request.topic,
         data: request.data,

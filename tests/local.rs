@@ -635,6 +635,18 @@ impl ConnectionStore for BrokenStore {
     fn members(&self, group: wshub::store::Group, now: i64) -> wshub::store::Pages {
         self.0.members(group, now)
     }
+    fn start(&self, group: &wshub::store::Group) -> Vec<wshub::store::Cursor> {
+        self.0.start(group)
+    }
+    async fn page(
+        &self,
+        group: &wshub::store::Group,
+        cursor: &wshub::store::Cursor,
+        limit: usize,
+        now: i64,
+    ) -> Result<wshub::store::Page, wshub::store::StoreError> {
+        self.0.page(group, cursor, limit, now).await
+    }
 }
 
 #[tokio::test]

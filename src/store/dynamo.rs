@@ -12,7 +12,7 @@ use aws_smithy_async::future::pagination_stream::PaginationStream;
 use futures::stream::{self, StreamExt};
 
 use super::table::*;
-use super::{is_live, Connection, ConnectionStore, ConnectionView, Group, Pages, StoreError};
+use super::{is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, Page, Pages, Segment, StoreError};
 
 /// BatchWriteItem's limit.
 const BATCH_WRITE_MAX: usize = 25;
@@ -178,6 +178,35 @@ impl DynamoStore {
         });
         stream::select_all(segments).boxed()
     }
+}
+
+/// A cursor's resume key as DynamoDB's `ExclusiveStartKey`.
+fn start_key(cursor: &Cursor) -> Option<Item> {
+    cursor
+        .after
+        .as_ref()
+        .map(|key| key.iter().map(|(k, v)| (k.clone(), s(v))).collect())
+}
+
+/// DynamoDB's `LastEvaluatedKey` as the next cursor; every key attribute of the table is a string.
+fn next_cursor(segment: Option<Segment>, last: Option<Item>, op: &'static str) -> Result<Option<Cursor>, StoreError> {
+    let Some(last) = last.filter(|k| !k.is_empty()) else {
+        return Ok(None);
+    };
+    let after = last
+        .into_iter()
+        .map(|(k, v)| match v {
+            AttributeValue::S(v) => Ok((k, v)),
+            _ => Err(StoreError::Backend {
+                op,
+                message: format!("LastEvaluatedKey attribute {k} is not a string"),
+            }),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Cursor {
+        segment,
+        after: Some(after),
+    }))
 }
 
 /// A paginator's pages as pages of live connection ids.
@@ -378,5 +407,69 @@ impl ConnectionStore for DynamoStore {
             Group::User(user) => self.query_index(BY_USER, USER_ID, user, now),
             Group::Topic(topic) => self.query_index(BY_TOPIC, TOPIC, topic, now),
         }
+    }
+
+    fn start(&self, group: &Group) -> Vec<Cursor> {
+        match group {
+            Group::Everyone => (0..self.scan_segments as u32)
+                .map(|index| Cursor {
+                    segment: Some(Segment {
+                        index,
+                        total: self.scan_segments as u32,
+                    }),
+                    after: None,
+                })
+                .collect(),
+            _ => vec![Cursor::default()],
+        }
+    }
+
+    async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX).max(1);
+        let limit = self.page_size.map_or(limit, |cap| cap.min(limit));
+        let (index, hash, value) = match group {
+            Group::Everyone => {
+                let mut scan = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .index_name(BY_USER)
+                    .expression_attribute_names("#c", CONNECTION_ID)
+                    .expression_attribute_names("#ttl", TTL)
+                    .projection_expression("#c, #ttl")
+                    .set_exclusive_start_key(start_key(cursor))
+                    .limit(limit);
+                if let Some(segment) = cursor.segment {
+                    scan = scan.segment(segment.index as i32).total_segments(segment.total as i32);
+                }
+                let out = scan.send().await.map_err(|e| backend("Scan", e))?;
+                return Ok(Page {
+                    ids: live_ids(out.items.unwrap_or_default(), now),
+                    next: next_cursor(cursor.segment, out.last_evaluated_key, "Scan")?,
+                });
+            }
+            Group::User(user) => (BY_USER, USER_ID, user),
+            Group::Topic(topic) => (BY_TOPIC, TOPIC, topic),
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#h = :h")
+            .expression_attribute_names("#h", hash)
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":h", s(value))
+            .projection_expression("#c, #ttl")
+            .set_exclusive_start_key(start_key(cursor))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| backend("Query", e))?;
+        Ok(Page {
+            ids: live_ids(out.items.unwrap_or_default(), now),
+            next: next_cursor(None, out.last_evaluated_key, "Query")?,
+        })
     }
 }
