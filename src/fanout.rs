@@ -173,6 +173,8 @@ enum Outcome {
     Gone,
     Failed,
     Skipped,
+    /// Waited for a slot in the window until the deadline was near: never sent.
+    Unsent,
 }
 
 pub struct Fanout<'a> {
@@ -209,9 +211,7 @@ impl Fanout<'_> {
             .map(|id| async move {
                 match id {
                     Ok(id) if Some(id.as_str()) == exclude => Ok(Outcome::Skipped),
-                    // Past the deadline nothing new starts: the record fails and is redelivered.
-                    Ok(_) if stop.is_some_and(|s| Instant::now() >= s) => Ok(Outcome::Failed),
-                    Ok(id) => Ok(self.post(window, endpoint, &id, frame).await),
+                    Ok(id) => Ok(self.post(window, stop, endpoint, &id, frame).await),
                     Err(e) => Err(e),
                 }
             })
@@ -220,7 +220,8 @@ impl Fanout<'_> {
             match outcome {
                 Ok(Outcome::Delivered) => report.delivered += 1,
                 Ok(Outcome::Gone) => report.gone += 1,
-                Ok(Outcome::Failed) => report.failed += 1,
+                // Past the deadline nothing new starts: the record fails and is redelivered.
+                Ok(Outcome::Failed | Outcome::Unsent) => report.failed += 1,
                 Ok(Outcome::Skipped) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "could not read the audience to the end");
@@ -255,7 +256,7 @@ impl Fanout<'_> {
                 let Some(id) = pending.next() else { break };
                 posting.insert(id.clone());
                 in_flight.push(async move {
-                    let outcome = self.post(window, endpoint, &id, frame).await;
+                    let outcome = self.post(window, stop, endpoint, &id, frame).await;
                     (id, outcome)
                 });
             }
@@ -283,6 +284,7 @@ impl Fanout<'_> {
                     report.failed += 1;
                     leftover.failed.push(id);
                 }
+                Outcome::Unsent => leftover.unsent.push(id),
                 Outcome::Skipped => {}
             }
         }
@@ -290,10 +292,20 @@ impl Fanout<'_> {
         (report, leftover)
     }
 
-    async fn post(&self, window: &Window, endpoint: &str, connection_id: &str, frame: &[u8]) -> Outcome {
+    async fn post(
+        &self,
+        window: &Window,
+        stop: Option<Instant>,
+        endpoint: &str,
+        connection_id: &str,
+        frame: &[u8],
+    ) -> Outcome {
         let mut attempt = 0;
         loop {
             let mut slot = window.acquire().await;
+            if attempt == 0 && stop.is_some_and(|s| Instant::now() >= s) {
+                return Outcome::Unsent;
+            }
             let sent = self.notifier.send(endpoint, connection_id, frame).await;
             slot.throttled = Some(matches!(sent, Err(NotifyError::Throttled)));
             drop(slot);
@@ -440,5 +452,63 @@ mod tests {
             .deliver("http://x", Audience::Connection("x".into()), b"hi", None, 0)
             .await;
         assert_eq!(report.failed, 1);
+    }
+
+    #[tokio::test]
+    async fn near_the_deadline_nothing_starts_and_everything_is_handed_back() {
+        let store = store_with(&[]).await;
+        let notifier = MemoryNotifier::new();
+        notifier.fail_next("b", vec![NotifyError::Throttled]);
+        let retry = fast_retry();
+        let fanout = Fanout {
+            store: &store,
+            notifier: &notifier,
+            retry: &retry,
+            concurrency: 2,
+            deadline: None,
+        };
+        let ids = || vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let (report, leftover) = fanout.deliver_ids("http://x", ids(), b"hi").await;
+        assert_eq!((report.delivered, leftover), (3, Leftover::default()));
+        let fanout = Fanout {
+            deadline: Some(Instant::now()),
+            ..fanout
+        };
+        let (report, leftover) = fanout.deliver_ids("http://x", ids(), b"hi").await;
+        assert_eq!(report.delivered, 0);
+        let mut unsent = leftover.unsent;
+        unsent.sort();
+        assert_eq!((unsent, leftover.failed.len()), (ids(), 0));
+    }
+
+    #[tokio::test]
+    async fn the_window_narrows_on_429_once_per_round_trip_and_widens_on_success() {
+        let window = Window::new(8);
+        let size = |w: &Window| w.lock().size;
+        // Two posts throttled in the same round trip: one cut.
+        let mut a = window.acquire().await;
+        let mut b = window.acquire().await;
+        a.throttled = Some(true);
+        b.throttled = Some(true);
+        drop(a);
+        drop(b);
+        assert_eq!(size(&window), 6.0);
+        // A post started after the cut and throttled: a second cut.
+        let mut c = window.acquire().await;
+        c.throttled = Some(true);
+        drop(c);
+        assert_eq!(size(&window), 4.5);
+        let mut d = window.acquire().await;
+        d.throttled = Some(false);
+        drop(d);
+        assert!(size(&window) > 4.5 && size(&window) < 5.0);
+        // Never below one slot.
+        for _ in 0..20 {
+            let mut e = window.acquire().await;
+            e.throttled = Some(true);
+            drop(e);
+        }
+        assert_eq!(size(&window), 1.0);
+        assert_eq!(window.lock().in_flight, 0);
     }
 }
