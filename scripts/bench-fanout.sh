@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Fan-out benchmarks (BENCHMARKS.md, issue 5 items 3 and 4): starts a moto server (DynamoDB and
-# SQS) on a free loopback port, builds the release `wshub` binary and examples/fanout.rs, and runs
+# SQS) on a free loopback port, builds the release `wshub` binary and the harness, and runs
 #   single:  one invocation broadcasting to N connections (no queue), and
 #   sharded: one broadcast split into shard jobs over M concurrent invocations.
 # Every mode prints JSON lines (also kept in target/bench/fanout.jsonl). Extra arguments go to
 # both runs' global flags, e.g. `scripts/bench-fanout.sh --latency-ms 20`.
 # Environment knobs: SINGLE_N, SINGLE_RATE, SHARD_N, SHARD_M, SHARD_RATE, SHARD_C, SHARD_THRESHOLD,
-# SHARD_DEADLINE_MS, MODES ("single sharded").
+# SHARD_DEADLINE_MS, MODES ("single sharded"). The harness is src/bin/bench-fanout.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
@@ -30,8 +30,8 @@ export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port" AWS_ENDPOINT_URL_SQS="
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL || true
-cargo build --release --locked --quiet --bin wshub --example fanout
-bench=./target/release/examples/fanout
+cargo build --release --locked --quiet --features bench --bin wshub --bin bench-fanout
+bench=./target/release/bench-fanout
 echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; moto on $port" >&2
 for mode in ${MODES:-single sharded}; do
   case $mode in

@@ -164,6 +164,28 @@ impl Leftover {
     }
 }
 
+/// Pages read ahead of the posts: the audience read runs in its own task, so the next pages
+/// arrive while the current one is posted instead of after it.
+const PREFETCH_PAGES: usize = 4;
+
+fn prefetched(mut pages: crate::store::Pages) -> crate::store::Pages {
+    let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_PAGES);
+    let reader = tokio::spawn(async move {
+        while let Some(page) = pages.next().await {
+            if tx.send(page).await.is_err() {
+                break;
+            }
+        }
+    });
+    // The reader stops with the stream that reads it (a fan-out dropped at the deadline too).
+    let reader = tokio_util::task::AbortOnDropHandle::new(reader);
+    stream::unfold((rx, reader), |(mut rx, reader)| async move {
+        let page = rx.recv().await?;
+        Some((page, (rx, reader)))
+    })
+    .boxed()
+}
+
 /// Stop starting posts this long before the deadline, so the posts in flight can finish and
 /// the rest be handed on; a fifth of the time left when that is shorter.
 const STOP_MARGIN: Duration = Duration::from_secs(2);
@@ -199,7 +221,7 @@ impl Fanout<'_> {
     ) -> Report {
         let pages = match audience {
             Audience::Connection(id) => stream::iter([Ok(vec![id])]).boxed(),
-            Audience::Group(group) => self.store.members(group, now),
+            Audience::Group(group) => prefetched(self.store.members(group, now)),
         };
         let ids = pages
             .map_ok(|page| stream::iter(page.into_iter().map(Ok)))

@@ -19,6 +19,10 @@ const BATCH_WRITE_MAX: usize = 25;
 const UNPROCESSED_RETRIES: u32 = 8;
 /// Parallel Scan segments for a broadcast.
 const DEFAULT_SCAN_SEGMENTS: i32 = 4;
+/// Items per Query/Scan page. DynamoDB's own cap is 1 MB, some 10,000 of these small index
+/// items: held as SDK attribute maps that is several MB per page and segment, and the first
+/// post waits for the whole first page. 1,000 keeps a fan-out's memory flat and starts it sooner.
+const DEFAULT_PAGE_SIZE: i32 = 1000;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -51,7 +55,7 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: table.into(),
-            page_size: None,
+            page_size: Some(DEFAULT_PAGE_SIZE),
             scan_segments: DEFAULT_SCAN_SEGMENTS,
         }
     }

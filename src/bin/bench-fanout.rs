@@ -4,7 +4,7 @@
 //! rate limit that answers 429 above R posts per second. Every accepted post is counted per
 //! connection id, so losses and duplicates show. Prints one JSON line per measurement.
 //!
-//! `scripts/bench-fanout.sh` starts moto, builds, and runs both modes.
+//! `scripts/bench-fanout.sh` starts moto, builds (`--features bench`), and runs both modes.
 //! - `single`: one invocation broadcasts to N connections (no queue): wall time against the
 //!   bound max(N·L/C, N/R), delivered, 429s, the binary's peak RSS (`VmHWM`).
 //! - `sharded`: one broadcast with `PUSH_QUEUE_URL` set, its shard jobs in an SQS queue (moto),
@@ -285,8 +285,8 @@ async fn load_table(client: &aws_sdk_dynamodb::Client, n: usize) -> String {
     table
 }
 
-fn spawn_binary(args: &Args, runtime: &str, env: &[(&str, String)], log: &str) -> tokio::process::Child {
-    let mut command = tokio::process::Command::new(&args.binary);
+fn spawn_binary(args: &Args, runtime: &str, env: &[(&str, String)], log: &str) -> std::process::Child {
+    let mut command = std::process::Command::new(&args.binary);
     command
         .env("AWS_LAMBDA_RUNTIME_API", runtime)
         .env("AWS_LAMBDA_FUNCTION_NAME", "wshub")
@@ -302,8 +302,7 @@ fn spawn_binary(args: &Args, runtime: &str, env: &[(&str, String)], log: &str) -
     let file = std::fs::File::create(log).unwrap();
     command
         .stdout(Stdio::from(file.try_clone().unwrap()))
-        .stderr(Stdio::from(file))
-        .kill_on_drop(true);
+        .stderr(Stdio::from(file));
     command
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e} (build it first)", args.binary))
@@ -381,7 +380,7 @@ async fn main() {
                 let rss_idle = {
                     // Let the runtime client start; its first `next` marks it ready.
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    peak_rss_kib(child.id())
+                    peak_rss_kib(Some(child.id()))
                 };
                 let push = json!({"Records": [sqs_record(&format!("bench-{n}"), "r", r#"{"data":{"bench":true}}"#)]});
                 let started = Instant::now();
@@ -392,8 +391,9 @@ async fn main() {
                     .lock()
                     .unwrap()
                     .map(|t| t.duration_since(started).as_secs_f64());
-                let rss = peak_rss_kib(child.id());
-                let _ = child.kill().await;
+                let rss = peak_rss_kib(Some(child.id()));
+                let _ = child.kill();
+                let _ = child.wait();
                 let (distinct, duplicated) = endpoint.tally();
                 let bound = (n as f64 * latency / *concurrency as f64).max(n as f64 / args.rate);
                 println!(
@@ -475,7 +475,8 @@ async fn main() {
                 );
             }
             for child in &mut children {
-                let _ = child.kill().await;
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
     }
