@@ -46,6 +46,11 @@ struct Args {
     /// Token-bucket depth, in seconds of R.
     #[arg(long, default_value_t = 0.05)]
     burst_seconds: f64,
+    /// Where the connection rows live: `moto` (AWS_ENDPOINT_URL_DYNAMODB), or `wire`: this
+    /// harness answers the function's Scans itself over the DynamoDB JSON protocol, from memory.
+    /// moto re-sorts the whole index on every Scan call (seconds per page at 10k rows here).
+    #[arg(long, default_value = "wire")]
+    store: String,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +161,52 @@ async fn post_to_connection(State(ep): State<Arc<Endpoint>>, Path((_stage, id)):
         *ep.last_new.lock().unwrap() = Some(Instant::now());
     }
     StatusCode::OK.into_response()
+}
+
+// ---------------------------------------------------------------- DynamoDB Scan over the wire
+
+/// Connection ids of the current table, sorted: each Scan segment is every `total`-th of them.
+#[derive(Clone, Default)]
+struct WireTable {
+    ids: Arc<Mutex<Arc<Vec<String>>>>,
+    scans: Arc<AtomicU64>,
+}
+
+async fn wire_dynamodb(State(table): State<WireTable>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if target != "DynamoDB_20120810.Scan" {
+        let msg = json!({"__type": "com.amazon.coral.validate#ValidationException", "message": format!("{target} is not played here")});
+        return (StatusCode::BAD_REQUEST, msg.to_string()).into_response();
+    }
+    table.scans.fetch_add(1, Ordering::Relaxed);
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let ids = table.ids.lock().unwrap().clone();
+    let limit = request["Limit"].as_u64().unwrap_or(10_000) as usize;
+    let total = request["TotalSegments"].as_u64().unwrap_or(1) as usize;
+    let segment = request["Segment"].as_u64().unwrap_or(0) as usize;
+    let from = match request["ExclusiveStartKey"]["connectionId"]["S"].as_str() {
+        Some(after) => ids.partition_point(|id| id.as_str() <= after),
+        None => 0,
+    };
+    let picked: Vec<&String> = ids[from..]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (from + i) % total == segment)
+        .map(|(_, id)| id)
+        .take(limit + 1)
+        .collect();
+    let more = picked.len() > limit;
+    let page = &picked[..picked.len().min(limit)];
+    let items: Vec<Value> = page
+        .iter()
+        .map(|id| json!({"connectionId": {"S": id}, "ttl": {"N": "4102444800"}}))
+        .collect();
+    let mut out = json!({"Items": items, "Count": page.len(), "ScannedCount": page.len()});
+    if let (true, Some(last)) = (more, page.last()) {
+        out["LastEvaluatedKey"] = json!({"connectionId": {"S": last}, "userId": {"S": "bench"},
+            "pk": {"S": format!("CONN#{last}")}, "sk": {"S": "META"}});
+    }
+    ([("content-type", "application/x-amz-json-1.0")], out.to_string()).into_response()
 }
 
 // ---------------------------------------------------------------- fake Lambda Runtime API
@@ -326,7 +377,7 @@ fn sqs_record(id: &str, receipt: &str, body: &str) -> Value {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("AWS_ENDPOINT_URL_DYNAMODB (moto)");
+    let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_default();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let endpoint = Arc::new(Endpoint {
@@ -363,12 +414,33 @@ async fn main() {
     )
     .await;
     std::fs::create_dir_all("target/bench").unwrap();
+    let wire = WireTable::default();
+    let wire_url = format!(
+        "http://{}",
+        serve(Router::new().route("/", post(wire_dynamodb)).with_state(wire.clone())).await
+    );
+    let (dynamodb, use_moto) = match args.store.as_str() {
+        "moto" => (dynamodb, true),
+        "wire" => (wire_url, false),
+        other => panic!("--store moto or wire, not {other}"),
+    };
+    let new_table = |n: usize| {
+        let (ddb, wire) = (ddb.clone(), wire.clone());
+        async move {
+            if use_moto {
+                load_table(&ddb, n).await
+            } else {
+                *wire.ids.lock().unwrap() = Arc::new((0..n).map(|i| format!("c{i:07}")).collect());
+                "wire".to_owned()
+            }
+        }
+    };
     let latency = args.latency_ms as f64 / 1000.0;
 
     match &args.mode {
         Mode::Single { n, concurrency } => {
             for &n in n {
-                let table = load_table(&ddb, n).await;
+                let table = new_table(n).await;
                 endpoint.reset();
                 let env = [
                     ("CONNECTIONS_TABLE", table.clone()),
@@ -398,7 +470,7 @@ async fn main() {
                 let bound = (n as f64 * latency / *concurrency as f64).max(n as f64 / args.rate);
                 println!(
                     "{}",
-                    json!({"mode": "single", "n": n, "latency_ms": args.latency_ms, "rate": args.rate,
+                    json!({"mode": "single", "store": args.store, "n": n, "latency_ms": args.latency_ms, "rate": args.rate,
                         "concurrency": concurrency, "wall_s": round(wall), "bound_s": round(bound),
                         "ratio": round(wall / bound),
                         "first_post_s": first_post.map(round), "delivered_distinct": distinct, "duplicated": duplicated,
@@ -419,7 +491,7 @@ async fn main() {
             batch,
         } => {
             let n = *n;
-            let table = load_table(&ddb, n).await;
+            let table = new_table(n).await;
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             let queue = sqs
                 .create_queue()
@@ -464,7 +536,7 @@ async fn main() {
                 let ideal = (m as f64 * *concurrency as f64 / latency).min(args.rate);
                 println!(
                     "{}",
-                    json!({"mode": "sharded", "n": n, "m": m, "latency_ms": args.latency_ms, "rate": args.rate,
+                    json!({"mode": "sharded", "store": args.store, "n": n, "m": m, "latency_ms": args.latency_ms, "rate": args.rate,
                         "concurrency": concurrency, "threshold": threshold, "deadline_ms": deadline_ms,
                         "seconds": round(stats.seconds), "delivered_per_s": round(n as f64 / stats.seconds),
                         "of_r": round(n as f64 / stats.seconds / args.rate), "ideal_per_s": round(ideal),
