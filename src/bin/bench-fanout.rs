@@ -365,6 +365,16 @@ fn peak_rss_kib(pid: Option<u32>) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// User plus system CPU seconds of a process so far (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn sqs_record(id: &str, receipt: &str, body: &str) -> Value {
     json!({"messageId": id, "receiptHandle": receipt, "body": body,
         "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
@@ -455,8 +465,10 @@ async fn main() {
                     peak_rss_kib(Some(child.id()))
                 };
                 let push = json!({"Records": [sqs_record(&format!("bench-{n}"), "r", r#"{"data":{"bench":true}}"#)]});
+                let cpu_before = cpu_seconds(child.id());
                 let started = Instant::now();
                 let outcome = api.invoke(push, Duration::from_secs(900)).await;
+                let cpu = cpu_seconds(child.id()).zip(cpu_before).map(|(a, b)| round(a - b));
                 let wall = started.elapsed().as_secs_f64();
                 let first_post = endpoint
                     .first_post
@@ -472,7 +484,7 @@ async fn main() {
                     "{}",
                     json!({"mode": "single", "store": args.store, "n": n, "latency_ms": args.latency_ms, "rate": args.rate,
                         "concurrency": concurrency, "wall_s": round(wall), "bound_s": round(bound),
-                        "ratio": round(wall / bound),
+                        "ratio": round(wall / bound), "function_cpu_s": cpu,
                         "first_post_s": first_post.map(round), "delivered_distinct": distinct, "duplicated": duplicated,
                         "accepted_posts": endpoint.accepted.load(Ordering::SeqCst),
                         "throttled_429": endpoint.throttled.load(Ordering::SeqCst),
