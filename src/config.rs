@@ -11,6 +11,9 @@ pub const DEFAULT_CONNECTION_TTL_SECONDS: u64 = 2 * 3600 + 5 * 60;
 pub const DEFAULT_PUSH_CONCURRENCY: usize = 64;
 /// How long a user's last activity is remembered after their last connect or disconnect.
 pub const DEFAULT_PRESENCE_TTL_SECONDS: u64 = 30 * 86_400;
+/// About two seconds of posting at the default concurrency and a typical post latency: small
+/// pushes never touch the queue, and a large one splits into jobs that each finish quickly.
+pub const DEFAULT_SHARD_THRESHOLD: usize = 5000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -40,6 +43,12 @@ pub struct Config {
     pub push_concurrency: usize,
     /// `PRESENCE_TTL_SECONDS`: lifetime of a user's presence record (last activity).
     pub presence_ttl: Duration,
+    /// `PUSH_QUEUE_URL`: the push queue itself, where large pushes enqueue their shard jobs.
+    /// Unset: every push is delivered by the invocation that receives it.
+    pub push_queue_url: Option<String>,
+    /// `SHARD_THRESHOLD`: members one invocation lists and delivers before it hands the rest of
+    /// the audience to the queue.
+    pub shard_threshold: usize,
     /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`.
     pub auth: AuthConfig,
     /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
@@ -79,6 +88,18 @@ impl Config {
             .unwrap_or(DEFAULT_PUSH_CONCURRENCY);
         let presence_ttl_seconds =
             parse_number(get("PRESENCE_TTL_SECONDS"), "PRESENCE_TTL_SECONDS")?.unwrap_or(DEFAULT_PRESENCE_TTL_SECONDS);
+        let push_queue_url = get("PUSH_QUEUE_URL");
+        if let Some(url) = &push_queue_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name: "PUSH_QUEUE_URL",
+                    reason: "must be an http(s) queue URL".into(),
+                });
+            }
+        }
+        let shard_threshold = parse_number(get("SHARD_THRESHOLD"), "SHARD_THRESHOLD")?
+            .map(|n| n as usize)
+            .unwrap_or(DEFAULT_SHARD_THRESHOLD);
         let jwks_url = get("JWT_JWKS_URL");
         if let Some(url) = &jwks_url {
             // Keys fetched over plain http could be swapped in transit; loopback is for tests.
@@ -136,6 +157,8 @@ impl Config {
             connection_ttl: Duration::from_secs(ttl_seconds),
             push_concurrency,
             presence_ttl: Duration::from_secs(presence_ttl_seconds),
+            push_queue_url,
+            shard_threshold,
             auth,
             topic_access,
         })
@@ -181,6 +204,11 @@ mod tests {
         assert_eq!(c.push_concurrency, DEFAULT_PUSH_CONCURRENCY);
         assert_eq!(c.presence_ttl, Duration::from_secs(DEFAULT_PRESENCE_TTL_SECONDS));
         assert!(c.management_endpoint.is_none());
+        assert!(
+            c.push_queue_url.is_none(),
+            "no queue: every push is delivered in one invocation"
+        );
+        assert_eq!(c.shard_threshold, DEFAULT_SHARD_THRESHOLD);
         assert!(!c.auth.is_configured(), "no auth variables means nothing is accepted");
     }
 
@@ -197,6 +225,10 @@ mod tests {
         assert!(err.to_string().contains("ALLOW_CLIENT_BROADCAST"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("APIGW_MANAGEMENT_ENDPOINT", "ftp://x")]).unwrap_err();
         assert!(err.to_string().contains("APIGW_MANAGEMENT_ENDPOINT"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("PUSH_QUEUE_URL", "wshub-push")]).unwrap_err();
+        assert!(err.to_string().contains("PUSH_QUEUE_URL"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("SHARD_THRESHOLD", "0")]).unwrap_err();
+        assert!(err.to_string().contains("SHARD_THRESHOLD"), "{err}");
     }
 
     #[test]

@@ -101,10 +101,13 @@ pub async fn handle(hub: &Hub, event: EventBridgeEvent, deadline: Option<Instant
         })?;
         envelope.log();
         let id = envelope.id.clone();
-        let report = push::deliver(hub, envelope.request, id.clone(), deadline)
+        let delivered = push::deliver(hub, envelope.request, id.clone(), deadline)
             .await
             .map_err(undelivered)?;
-        Ok(json!({"id": id, "delivered": report.delivered, "gone": report.gone}))
+        Ok(match delivered {
+            push::Delivered::Here(report) => json!({"id": id, "delivered": report.delivered, "gone": report.gone}),
+            push::Delivered::Sharded => json!({"id": id, "sharded": true}),
+        })
     };
     work.instrument(tracing::info_span!("eventbridge", event_id = %event_id))
         .await

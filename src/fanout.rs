@@ -1,9 +1,15 @@
 //! Delivery of one frame to an audience: resolves the audience page by page while posting,
 //! with bounded concurrency, jittered back-off on 429/5xx and cleanup on 410.
+//!
+//! In-flight posts adapt to the @connections rate limit ([`Window`]): a 429 means the account's
+//! budget is spent, and more posts at once would only turn into more 429s and burnt retries.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, FuturesUnordered, StreamExt, TryStreamExt};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::notify::{Notifier, NotifyError};
@@ -35,6 +41,86 @@ impl RetryPolicy {
     }
 }
 
+/// The in-flight limit of one fan-out, additive-increase / multiplicative-decrease as in TCP
+/// congestion control: every success widens it by 1/size (one post per round trip), a 429 cuts
+/// it by a quarter, at most once per round trip (429s of posts started before the last cut are
+/// the same congestion signal). It never exceeds `PUSH_CONCURRENCY` nor falls below 1.
+struct Window {
+    state: Mutex<WindowState>,
+    freed: Notify,
+    max: f64,
+}
+
+struct WindowState {
+    size: f64,
+    in_flight: usize,
+    started: u64,
+    cut_at: u64,
+}
+
+/// One attempt's slot in the window, given back when dropped (a post cut off at the deadline too).
+struct Slot<'a> {
+    window: &'a Window,
+    seq: u64,
+    throttled: Option<bool>,
+}
+
+impl Window {
+    fn new(max: usize) -> Self {
+        let max = max.max(1) as f64;
+        Window {
+            state: Mutex::new(WindowState {
+                size: max,
+                in_flight: 0,
+                started: 0,
+                cut_at: 0,
+            }),
+            freed: Notify::new(),
+            max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WindowState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn acquire(&self) -> Slot<'_> {
+        loop {
+            let freed = self.freed.notified();
+            {
+                let mut state = self.lock();
+                if (state.in_flight as f64) < state.size.floor() {
+                    state.in_flight += 1;
+                    state.started += 1;
+                    return Slot {
+                        window: self,
+                        seq: state.started,
+                        throttled: None,
+                    };
+                }
+            }
+            freed.await;
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut state = self.window.lock();
+        state.in_flight -= 1;
+        match self.throttled {
+            Some(true) if self.seq > state.cut_at => {
+                state.size = (state.size * 0.75).max(1.0);
+                state.cut_at = state.started;
+            }
+            Some(false) => state.size = (state.size + 1.0 / state.size).min(self.window.max),
+            _ => {}
+        }
+        drop(state);
+        self.window.freed.notify_waiters();
+    }
+}
+
 /// Who a frame goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
@@ -62,11 +148,55 @@ impl Report {
     }
 }
 
+/// What [`Fanout::deliver_ids`] left undone, for a shard job to hand on.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// Never posted: the deadline came first.
+    pub unsent: Vec<String>,
+    /// Posted without success: retries exhausted, a non-retryable answer, or still in flight
+    /// when the deadline cut it off (so it may have arrived).
+    pub failed: Vec<String>,
+}
+
+impl Leftover {
+    pub fn is_empty(&self) -> bool {
+        self.unsent.is_empty() && self.failed.is_empty()
+    }
+}
+
+/// Pages read ahead of the posts: the audience read runs in its own task, so the next pages
+/// arrive while the current one is posted instead of after it.
+const PREFETCH_PAGES: usize = 4;
+
+fn prefetched(mut pages: crate::store::Pages) -> crate::store::Pages {
+    let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_PAGES);
+    let reader = tokio::spawn(async move {
+        while let Some(page) = pages.next().await {
+            if tx.send(page).await.is_err() {
+                break;
+            }
+        }
+    });
+    // The reader stops with the stream that reads it (a fan-out dropped at the deadline too).
+    let reader = tokio_util::task::AbortOnDropHandle::new(reader);
+    stream::unfold((rx, reader), |(mut rx, reader)| async move {
+        let page = rx.recv().await?;
+        Some((page, (rx, reader)))
+    })
+    .boxed()
+}
+
+/// Stop starting posts this long before the deadline, so the posts in flight can finish and
+/// the rest be handed on; a fifth of the time left when that is shorter.
+const STOP_MARGIN: Duration = Duration::from_secs(2);
+
 enum Outcome {
     Delivered,
     Gone,
     Failed,
     Skipped,
+    /// Waited for a slot in the window until the deadline was near: never sent.
+    Unsent,
 }
 
 pub struct Fanout<'a> {
@@ -91,17 +221,19 @@ impl Fanout<'_> {
     ) -> Report {
         let pages = match audience {
             Audience::Connection(id) => stream::iter([Ok(vec![id])]).boxed(),
-            Audience::Group(group) => self.store.members(group, now),
+            Audience::Group(group) => prefetched(self.store.members(group, now)),
         };
         let ids = pages
             .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
             .try_flatten();
         let mut report = Report::default();
+        let window = &Window::new(self.concurrency);
+        let stop = self.stop_at();
         let mut outcomes = ids
             .map(|id| async move {
                 match id {
                     Ok(id) if Some(id.as_str()) == exclude => Ok(Outcome::Skipped),
-                    Ok(id) => Ok(self.post(endpoint, &id, frame).await),
+                    Ok(id) => Ok(self.post(window, stop, endpoint, &id, frame).await),
                     Err(e) => Err(e),
                 }
             })
@@ -110,7 +242,8 @@ impl Fanout<'_> {
             match outcome {
                 Ok(Outcome::Delivered) => report.delivered += 1,
                 Ok(Outcome::Gone) => report.gone += 1,
-                Ok(Outcome::Failed) => report.failed += 1,
+                // Past the deadline nothing new starts: the record fails and is redelivered.
+                Ok(Outcome::Failed | Outcome::Unsent) => report.failed += 1,
                 Ok(Outcome::Skipped) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "could not read the audience to the end");
@@ -121,10 +254,84 @@ impl Fanout<'_> {
         report
     }
 
-    async fn post(&self, endpoint: &str, connection_id: &str, frame: &[u8]) -> Outcome {
+    fn stop_at(&self) -> Option<Instant> {
+        self.deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            d - STOP_MARGIN.min(left / 5)
+        })
+    }
+
+    /// Delivers `frame` to these connections until done or the deadline is near, and returns
+    /// who did not get it. Nothing new starts once the deadline is near; posts in flight may
+    /// finish until the deadline itself.
+    pub async fn deliver_ids(&self, endpoint: &str, ids: Vec<String>, frame: &[u8]) -> (Report, Leftover) {
+        let window = &Window::new(self.concurrency);
+        let stop = self.stop_at();
+        let mut report = Report::default();
+        let mut leftover = Leftover::default();
+        let mut pending = ids.into_iter();
+        let mut posting: HashSet<String> = HashSet::new();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            let open = stop.is_none_or(|s| Instant::now() < s);
+            while open && in_flight.len() < self.concurrency.max(1) {
+                let Some(id) = pending.next() else { break };
+                posting.insert(id.clone());
+                in_flight.push(async move {
+                    let outcome = self.post(window, stop, endpoint, &id, frame).await;
+                    (id, outcome)
+                });
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            let done = match self.deadline {
+                Some(deadline) => tokio::select! {
+                    done = in_flight.next() => done,
+                    () = tokio::time::sleep_until(deadline) => None,
+                },
+                None => in_flight.next().await,
+            };
+            let Some((id, outcome)) = done else {
+                tracing::warn!(cut = posting.len(), "deadline reached with posts in flight");
+                report.failed += posting.len();
+                leftover.failed.extend(posting.drain());
+                break;
+            };
+            posting.remove(&id);
+            match outcome {
+                Outcome::Delivered => report.delivered += 1,
+                Outcome::Gone => report.gone += 1,
+                Outcome::Failed => {
+                    report.failed += 1;
+                    leftover.failed.push(id);
+                }
+                Outcome::Unsent => leftover.unsent.push(id),
+                Outcome::Skipped => {}
+            }
+        }
+        leftover.unsent.extend(pending);
+        (report, leftover)
+    }
+
+    async fn post(
+        &self,
+        window: &Window,
+        stop: Option<Instant>,
+        endpoint: &str,
+        connection_id: &str,
+        frame: &[u8],
+    ) -> Outcome {
         let mut attempt = 0;
         loop {
-            let error = match self.notifier.send(endpoint, connection_id, frame).await {
+            let mut slot = window.acquire().await;
+            if attempt == 0 && stop.is_some_and(|s| Instant::now() >= s) {
+                return Outcome::Unsent;
+            }
+            let sent = self.notifier.send(endpoint, connection_id, frame).await;
+            slot.throttled = Some(matches!(sent, Err(NotifyError::Throttled)));
+            drop(slot);
+            let error = match sent {
                 Ok(()) => return Outcome::Delivered,
                 Err(NotifyError::Gone) => {
                     // A closed socket whose $disconnect never ran: remove its rows so nobody
@@ -267,5 +474,63 @@ mod tests {
             .deliver("http://x", Audience::Connection("x".into()), b"hi", None, 0)
             .await;
         assert_eq!(report.failed, 1);
+    }
+
+    #[tokio::test]
+    async fn near_the_deadline_nothing_starts_and_everything_is_handed_back() {
+        let store = store_with(&[]).await;
+        let notifier = MemoryNotifier::new();
+        notifier.fail_next("b", vec![NotifyError::Throttled]);
+        let retry = fast_retry();
+        let fanout = Fanout {
+            store: &store,
+            notifier: &notifier,
+            retry: &retry,
+            concurrency: 2,
+            deadline: None,
+        };
+        let ids = || vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let (report, leftover) = fanout.deliver_ids("http://x", ids(), b"hi").await;
+        assert_eq!((report.delivered, leftover), (3, Leftover::default()));
+        let fanout = Fanout {
+            deadline: Some(Instant::now()),
+            ..fanout
+        };
+        let (report, leftover) = fanout.deliver_ids("http://x", ids(), b"hi").await;
+        assert_eq!(report.delivered, 0);
+        let mut unsent = leftover.unsent;
+        unsent.sort();
+        assert_eq!((unsent, leftover.failed.len()), (ids(), 0));
+    }
+
+    #[tokio::test]
+    async fn the_window_narrows_on_429_once_per_round_trip_and_widens_on_success() {
+        let window = Window::new(8);
+        let size = |w: &Window| w.lock().size;
+        // Two posts throttled in the same round trip: one cut.
+        let mut a = window.acquire().await;
+        let mut b = window.acquire().await;
+        a.throttled = Some(true);
+        b.throttled = Some(true);
+        drop(a);
+        drop(b);
+        assert_eq!(size(&window), 6.0);
+        // A post started after the cut and throttled: a second cut.
+        let mut c = window.acquire().await;
+        c.throttled = Some(true);
+        drop(c);
+        assert_eq!(size(&window), 4.5);
+        let mut d = window.acquire().await;
+        d.throttled = Some(false);
+        drop(d);
+        assert!(size(&window) > 4.5 && size(&window) < 5.0);
+        // Never below one slot.
+        for _ in 0..20 {
+            let mut e = window.acquire().await;
+            e.throttled = Some(true);
+            drop(e);
+        }
+        assert_eq!(size(&window), 1.0);
+        assert_eq!(window.lock().in_flight, 0);
     }
 }

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::fanout::{Fanout, RetryPolicy};
 use crate::notify::apigw::ApiGatewayNotifier;
 use crate::notify::Notifier;
+use crate::queue::{Queue, SqsQueue};
 use crate::store::dynamo::DynamoStore;
 use crate::store::ConnectionStore;
 
@@ -16,6 +17,8 @@ pub struct Hub {
     pub config: Config,
     pub store: Arc<dyn ConnectionStore>,
     pub notifier: Arc<dyn Notifier>,
+    /// Where large pushes enqueue their shard jobs; `None` delivers every push in one invocation.
+    pub queue: Option<Arc<dyn Queue>>,
     pub retry: RetryPolicy,
 }
 
@@ -25,12 +28,19 @@ impl Hub {
             config,
             store,
             notifier,
+            queue: None,
             retry: RetryPolicy::default(),
         }
     }
 
-    /// The Lambda wiring: DynamoDB and the Management API, configured from Lambda's
-    /// environment ([`crate::aws`]; `AWS_ENDPOINT_URL_DYNAMODB` included).
+    pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// The Lambda wiring: DynamoDB, the Management API and (with `PUSH_QUEUE_URL`) SQS,
+    /// configured from Lambda's environment ([`crate::aws`]; `AWS_ENDPOINT_URL_DYNAMODB` and
+    /// `AWS_ENDPOINT_URL_SQS` included).
     /// Also fetches the JWKS, when one is configured, so the first connection need not wait.
     pub async fn from_aws(config: Config) -> Self {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -38,8 +48,13 @@ impl Hub {
         config.auth.warm_up().await;
         let dynamodb = aws::for_service(&sdk, "DYNAMODB", env);
         let store = DynamoStore::new(crate::store::dynamo::client(&dynamodb), config.table.clone());
+        let queue = (config.push_queue_url.as_ref()).map(|url| SqsQueue::new(&aws::for_service(&sdk, "SQS", env), url));
         let notifier = ApiGatewayNotifier::new(sdk);
-        Hub::new(config, Arc::new(store), Arc::new(notifier))
+        let hub = Hub::new(config, Arc::new(store), Arc::new(notifier));
+        match queue {
+            Some(queue) => hub.with_queue(Arc::new(queue)),
+            None => hub,
+        }
     }
 
     pub(crate) fn fanout(&self, deadline: Option<Instant>) -> Fanout<'_> {

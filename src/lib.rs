@@ -19,6 +19,7 @@
 //!   [`store::table`] defines the table once for code, tests, local hub and template.
 //! - [`notify`]: the [`notify::Notifier`] port; Management API and in-memory implementations.
 //! - [`fanout`]: one frame to an audience, paged, bounded, retried, 410s cleaned up.
+//! - [`shard`]: a push too large for one invocation, split into jobs on the [`queue::Queue`] port.
 //! - [`protocol`]: client frames in, reply and push frames out, stable error codes.
 //! - [`auth`]: static tokens and JWTs (HS256, or RS256/ES256 from a JWKS); [`topics`]: who may
 //!   use which topic; [`config`]: the environment contract.
@@ -41,7 +42,9 @@ pub mod local;
 pub mod notify;
 pub mod protocol;
 pub mod push;
+pub mod queue;
 pub mod routes;
+pub mod shard;
 pub mod store;
 pub mod topics;
 

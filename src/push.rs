@@ -22,6 +22,7 @@ use crate::eventbridge;
 use crate::fanout::{Audience, Report};
 use crate::hub::{now_secs, Hub};
 use crate::protocol::{validate_topic, Frame, MAX_FRAME_BYTES};
+use crate::shard::{self, Job};
 use crate::store::Group;
 
 /// Records of one batch in flight at once; each fans out with `PUSH_CONCURRENCY` posts.
@@ -43,6 +44,8 @@ pub enum RecordError {
     NoEndpoint,
     #[error("frame would exceed {MAX_FRAME_BYTES} bytes")]
     TooLarge,
+    #[error("could not hand work on to the queue: {0}")]
+    Enqueue(String),
     #[error("delivery incomplete: {delivered} delivered, {failed} failed{}", store.as_ref().map(|e| format!(", audience read failed: {e}")).unwrap_or_default())]
     Incomplete {
         delivered: usize,
@@ -187,24 +190,45 @@ fn parse_body(body: &str) -> Result<(PushRequest, Option<String>), String> {
 }
 
 async fn try_deliver(hub: &Hub, record: &SqsMessage, deadline: Option<Instant>) -> Result<(), RecordError> {
-    let (request, event_id) = parse_body(record.body.as_deref().unwrap_or("")).map_err(RecordError::Malformed)?;
+    let body = record.body.as_deref().unwrap_or("");
+    // Shard jobs: a part of a large push that another invocation handed on.
+    if let Some(job) = Job::from_body(body).map_err(RecordError::Malformed)? {
+        return shard::deliver_job(hub, endpoint(hub)?, job, deadline).await;
+    }
+    let (request, event_id) = parse_body(body).map_err(RecordError::Malformed)?;
     deliver(hub, request, event_id.or_else(|| record.message_id.clone()), deadline)
         .await
         .map(|_| ())
 }
 
-/// Delivers one push request as a `message` frame with this `id`; `Ok` only when complete.
+fn endpoint(hub: &Hub) -> Result<&str, RecordError> {
+    hub.config.management_endpoint.as_deref().ok_or(RecordError::NoEndpoint)
+}
+
+/// How a push was delivered.
+#[derive(Debug)]
+pub(crate) enum Delivered {
+    /// By this invocation, completely.
+    Here(Report),
+    /// Through the queue as shard jobs (its listing and hand-offs succeeded; see [`shard`]).
+    Sharded,
+}
+
+/// Delivers one push request as a `message` frame with this `id`; `Ok` only when complete
+/// (or, for a sharded push, when every part not delivered here was handed on).
 pub(crate) async fn deliver(
     hub: &Hub,
     request: PushRequest,
     id: Option<String>,
     deadline: Option<Instant>,
-) -> Result<Report, RecordError> {
-    let endpoint = hub
-        .config
-        .management_endpoint
-        .as_deref()
-        .ok_or(RecordError::NoEndpoint)?;
+) -> Result<Delivered, RecordError> {
+    let endpoint = endpoint(hub)?;
+    // With a queue, a group push may be split into shard jobs.
+    let shard_id = id.as_deref().filter(|id| shard::valid_connection_id(id));
+    if let (Some(_), Audience::Group(group), Some(shard_id)) = (&hub.queue, &request.audience, shard_id) {
+        shard::deliver_push(hub, endpoint, shard_id, group.clone(), request.data, deadline).await?;
+        return Ok(Delivered::Sharded);
+    }
     let frame = Frame::Message {
         topic: request.topic,
         data: request.data,
@@ -226,7 +250,7 @@ pub(crate) async fn deliver(
         "pushed"
     );
     if report.is_complete() {
-        Ok(report)
+        Ok(Delivered::Here(report))
     } else {
         Err(RecordError::Incomplete {
             delivered: report.delivered,

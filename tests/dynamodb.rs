@@ -177,3 +177,92 @@ fn wshub_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// Sharded fan-out on the real parts: DynamoDB cursor reads (a segmented Scan) and shard jobs
+/// sent through SQS (both moto), invocations played by draining the queue. Every connection
+/// gets the push exactly once.
+#[tokio::test]
+#[ignore = "needs DynamoDB and SQS endpoints (AWS_ENDPOINT_URL_DYNAMODB, _SQS): run scripts/test.sh"]
+async fn sharded_broadcast_through_sqs_reaches_everyone_once() {
+    use wshub::queue::SqsQueue;
+    use wshub::store::{Connection, ConnectionStore};
+    assert!(std::env::var("AWS_ENDPOINT_URL_SQS").is_ok(), "{NEEDS}");
+    let store = Arc::new(fresh_table().await.with_page_size(9).with_scan_segments(3));
+    for i in 0..120 {
+        let c = Connection {
+            connection_id: format!("conn-{i:03}"),
+            user_id: "u".into(),
+            connected_at: 0,
+            source_ip: None,
+            ttl: i64::MAX / 2,
+        };
+        store.put_connection(&c).await.unwrap();
+    }
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("wshub-shard-{:08x}", fastrand::u32(..)))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let config = Config::from_lookup(|name| match name {
+        "CONNECTIONS_TABLE" => Some(store.table().to_owned()),
+        "APIGW_MANAGEMENT_ENDPOINT" => Some("http://127.0.0.1:9/prod".into()),
+        "PUSH_QUEUE_URL" => Some(url.clone()),
+        "SHARD_THRESHOLD" => Some("20".into()),
+        _ => None,
+    })
+    .unwrap();
+    let notifier = Arc::new(MemoryNotifier::new());
+    let hub = Hub::new(config, store.clone(), notifier.clone()).with_queue(Arc::new(SqsQueue::new(&sdk, &url)));
+    let push = common::sqs_batch(&[("push-42", json!({"data": "all"}))]);
+    assert_eq!(
+        wshub::handle(&hub, push, None).await.unwrap(),
+        json!({"batchItemFailures": []})
+    );
+    let mut jobs = 0;
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            jobs += 1;
+            let body = m.body.clone().unwrap();
+            assert!(body.contains("\"shard\":1"), "only shard jobs are enqueued: {body}");
+            let event = common::sqs_batch(&[(m.message_id.as_deref().unwrap(), serde_json::from_str(&body).unwrap())]);
+            assert_eq!(
+                wshub::handle(&hub, event, None).await.unwrap(),
+                json!({"batchItemFailures": []})
+            );
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert!(
+        jobs >= 3,
+        "120 connections at 20 per listing take several jobs, got {jobs}"
+    );
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for (id, frame) in notifier.sent() {
+        let frame: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(frame["id"], "push-42", "every frame keeps the push's id");
+        *seen.entry(id).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 120);
+    assert!(seen.values().all(|n| *n == 1), "exactly once each");
+}

@@ -654,6 +654,18 @@ impl ConnectionStore for BrokenStore {
     ) -> Result<Vec<wshub::store::Presence>, wshub::store::StoreError> {
         self.0.presence(users, now).await
     }
+    fn start(&self, group: &wshub::store::Group) -> Vec<wshub::store::Cursor> {
+        self.0.start(group)
+    }
+    async fn page(
+        &self,
+        group: &wshub::store::Group,
+        cursor: &wshub::store::Cursor,
+        limit: usize,
+        now: i64,
+    ) -> Result<wshub::store::Page, wshub::store::StoreError> {
+        self.0.page(group, cursor, limit, now).await
+    }
 }
 
 #[tokio::test]

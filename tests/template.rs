@@ -191,6 +191,7 @@ fn iam_grants_only_what_the_code_calls() {
         "dynamodb:Query",
         "dynamodb:Scan",
         "execute-api:ManageConnections",
+        "sqs:SendMessage",
     ]
     .into_iter()
     .collect();
@@ -211,9 +212,21 @@ fn iam_grants_only_what_the_code_calls() {
         "CONNECTION_TTL_SECONDS",
         "PUSH_CONCURRENCY",
         "PRESENCE_TTL_SECONDS",
+        "PUSH_QUEUE_URL",
+        "SHARD_THRESHOLD",
     ] {
         assert!(env.contains_key(name), "{name} missing from the function environment");
     }
+    // Shard jobs go back to the push queue and nowhere else; its URL is what the code sends to.
+    let send = statements
+        .iter()
+        .find(|s| s["Action"].as_str() == Some("sqs:SendMessage"))
+        .expect("a statement for sqs:SendMessage alone");
+    assert_eq!(
+        format!("{:?}", send["Resource"]),
+        format!("{:?}", p["Events"]["Push"]["Properties"]["Queue"])
+    );
+    assert_eq!(ref_target(&env["PUSH_QUEUE_URL"]), Some("PushQueue"));
     let sqs = &p["Events"]["Push"]["Properties"];
     assert_eq!(strings(&sqs["FunctionResponseTypes"]), ["ReportBatchItemFailures"]);
     // Secrets are NoEcho and AuthTokens has no default, so `sam deploy --guided` asks for it.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use futures::TryStreamExt;
 
-use super::{Connection, ConnectionStore, Group, Presence, StoreError};
+use super::{Connection, ConnectionStore, Cursor, Group, Presence, StoreError};
 
 fn connection(id: &str, user: &str, ttl: i64) -> Connection {
     Connection {
@@ -31,6 +31,35 @@ pub async fn collect(store: &dyn ConnectionStore, group: Group, now: i64) -> (BT
     let unique: BTreeSet<String> = all.iter().cloned().collect();
     assert_eq!(unique.len(), all.len(), "{group:?} listed a member twice");
     (unique, count)
+}
+
+/// All ids of a group read through [`ConnectionStore::page`] from every start cursor, each
+/// cursor passed through JSON as a shard job carries it; and how many pages that took.
+/// Fails on a duplicate, like [`collect`].
+pub async fn collect_by_cursor(
+    store: &dyn ConnectionStore,
+    group: Group,
+    limit: usize,
+    now: i64,
+) -> (BTreeSet<String>, usize) {
+    let mut all = Vec::new();
+    let mut pages = 0;
+    for start in store.start(&group) {
+        let mut cursor = Some(start);
+        while let Some(at) = cursor {
+            let page = store.page(&group, &at, limit, now).await.expect("page readable");
+            pages += 1;
+            assert!(pages < 10_000, "{group:?}: cursor never ends");
+            all.extend(page.ids);
+            cursor = page.next.map(|c| {
+                let json = serde_json::to_string(&c).unwrap();
+                serde_json::from_str::<Cursor>(&json).unwrap()
+            });
+        }
+    }
+    let unique: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(unique.len(), all.len(), "{group:?} paged a member twice");
+    (unique, pages)
 }
 
 fn set(ids: &[&str]) -> BTreeSet<String> {
@@ -114,15 +143,36 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
         store.subscribe(id, &many_topic, live, now).await.unwrap();
     }
     let expected: BTreeSet<String> = ids.iter().cloned().collect();
-    let (by_user, pages) = collect(store, Group::User(many_user), now).await;
+    let (by_user, pages) = collect(store, Group::User(many_user.clone()), now).await;
     assert_eq!(by_user, expected);
     assert!(pages > 1, "57 members should take several pages, got {pages}");
-    let (by_topic, pages) = collect(store, Group::Topic(many_topic), now).await;
+    let (by_topic, pages) = collect(store, Group::Topic(many_topic.clone()), now).await;
     assert_eq!(by_topic, expected);
     assert!(pages > 1, "57 subscribers should take several pages, got {pages}");
     let everyone = collect(store, Group::Everyone, now).await.0;
     assert!(expected.is_subset(&everyone), "broadcast scan must reach every page");
 
+    // Cursor reads (sharded fan-out): the same members, page by page, resumable anywhere.
+    for group in [Group::User(many_user.clone()), Group::Topic(many_topic.clone())] {
+        let (ids, pages) = collect_by_cursor(store, group.clone(), 7, now).await;
+        assert_eq!(ids, expected, "{group:?}");
+        assert!(
+            pages >= 57 / 7,
+            "{group:?}: a page holds at most about the limit, got {pages} pages"
+        );
+    }
+    let starts = store.start(&Group::Everyone);
+    assert!(starts.len() > 1, "a broadcast starts as parallel segments");
+    let (everyone, _) = collect_by_cursor(store, Group::Everyone, 7, now).await;
+    assert!(
+        expected.is_subset(&everyone),
+        "cursor reads reach every segment's every page"
+    );
+    assert!(!everyone.contains(&old), "expired rows stay invisible to cursor reads");
+    assert!(collect_by_cursor(store, Group::Topic(format!("{p}nobody")), 7, now)
+        .await
+        .0
+        .is_empty());
     presence(store, p, now).await;
 }
 

@@ -16,7 +16,9 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::capacity::{CapacityMeter, MeterInterceptor};
 use super::table::*;
-use super::{is_live, Connection, ConnectionStore, ConnectionView, Group, Pages, Presence, StoreError};
+use super::{
+    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, Page, Pages, Presence, Segment, StoreError,
+};
 
 /// BatchWriteItem's limit.
 const BATCH_WRITE_MAX: usize = 25;
@@ -27,6 +29,10 @@ const DEFAULT_SCAN_SEGMENTS: i32 = 4;
 const BATCH_GET_MAX: usize = 100;
 /// `byUser` Queries in flight for one presence request.
 const PRESENCE_CONCURRENCY: usize = 16;
+/// Items per Query/Scan page. DynamoDB's own cap is 1 MB, some 10,000 of these small index
+/// items: held as SDK attribute maps that is several MB per page and segment, and the first
+/// post waits for the whole first page. 1,000 keeps a fan-out's memory flat and starts it sooner.
+const DEFAULT_PAGE_SIZE: i32 = 1000;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -70,7 +76,7 @@ impl DynamoStore {
             client,
             meter,
             table: table.into(),
-            page_size: None,
+            page_size: Some(DEFAULT_PAGE_SIZE),
             scan_segments: DEFAULT_SCAN_SEGMENTS,
         }
     }
@@ -277,6 +283,35 @@ impl DynamoStore {
         });
         stream::select_all(segments).boxed()
     }
+}
+
+/// A cursor's resume key as DynamoDB's `ExclusiveStartKey`.
+fn start_key(cursor: &Cursor) -> Option<Item> {
+    cursor
+        .after
+        .as_ref()
+        .map(|key| key.iter().map(|(k, v)| (k.clone(), s(v))).collect())
+}
+
+/// DynamoDB's `LastEvaluatedKey` as the next cursor; every key attribute of the table is a string.
+fn next_cursor(segment: Option<Segment>, last: Option<Item>, op: &'static str) -> Result<Option<Cursor>, StoreError> {
+    let Some(last) = last.filter(|k| !k.is_empty()) else {
+        return Ok(None);
+    };
+    let after = last
+        .into_iter()
+        .map(|(k, v)| match v {
+            AttributeValue::S(v) => Ok((k, v)),
+            _ => Err(StoreError::Backend {
+                op,
+                message: format!("LastEvaluatedKey attribute {k} is not a string"),
+            }),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Cursor {
+        segment,
+        after: Some(after),
+    }))
 }
 
 /// A paginator's pages as pages of live connection ids.
@@ -524,5 +559,69 @@ impl ConnectionStore for DynamoStore {
                 last_active_at: last_active.get(user).copied(),
             })
             .collect())
+    }
+
+    fn start(&self, group: &Group) -> Vec<Cursor> {
+        match group {
+            Group::Everyone => (0..self.scan_segments as u32)
+                .map(|index| Cursor {
+                    segment: Some(Segment {
+                        index,
+                        total: self.scan_segments as u32,
+                    }),
+                    after: None,
+                })
+                .collect(),
+            _ => vec![Cursor::default()],
+        }
+    }
+
+    async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX).max(1);
+        let limit = self.page_size.map_or(limit, |cap| cap.min(limit));
+        let (index, hash, value) = match group {
+            Group::Everyone => {
+                let mut scan = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .index_name(BY_USER)
+                    .expression_attribute_names("#c", CONNECTION_ID)
+                    .expression_attribute_names("#ttl", TTL)
+                    .projection_expression("#c, #ttl")
+                    .set_exclusive_start_key(start_key(cursor))
+                    .limit(limit);
+                if let Some(segment) = cursor.segment {
+                    scan = scan.segment(segment.index as i32).total_segments(segment.total as i32);
+                }
+                let out = scan.send().await.map_err(|e| backend("Scan", e))?;
+                return Ok(Page {
+                    ids: live_ids(out.items.unwrap_or_default(), now),
+                    next: next_cursor(cursor.segment, out.last_evaluated_key, "Scan")?,
+                });
+            }
+            Group::User(user) => (BY_USER, USER_ID, user),
+            Group::Topic(topic) => (BY_TOPIC, TOPIC, topic),
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#h = :h")
+            .expression_attribute_names("#h", hash)
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":h", s(value))
+            .projection_expression("#c, #ttl")
+            .set_exclusive_start_key(start_key(cursor))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| backend("Query", e))?;
+        Ok(Page {
+            ids: live_ids(out.items.unwrap_or_default(), now),
+            next: next_cursor(None, out.last_evaluated_key, "Query")?,
+        })
     }
 }

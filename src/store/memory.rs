@@ -6,7 +6,21 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 
-use super::{is_live, Connection, ConnectionStore, ConnectionView, Group, Pages, Presence, StoreError};
+use super::table::CONNECTION_ID;
+use super::{
+    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, Page, Pages, Presence, Segment, StoreError,
+};
+
+/// Parallel segments of a broadcast, as the DynamoDB store's default.
+const SCAN_SEGMENTS: u32 = 4;
+
+/// A stable hash (FNV-1a) spreads ids over segments the same way in every process.
+fn segment_of(id: &str, total: u32) -> u32 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % total.max(1) as u64) as u32
+}
 
 #[derive(Default)]
 struct State {
@@ -188,5 +202,78 @@ impl ConnectionStore for MemoryStore {
                     .map(|(at, _)| *at),
             })
             .collect())
+    }
+
+    fn start(&self, group: &Group) -> Vec<Cursor> {
+        match group {
+            Group::Everyone => (0..SCAN_SEGMENTS)
+                .map(|index| Cursor {
+                    segment: Some(Segment {
+                        index,
+                        total: SCAN_SEGMENTS,
+                    }),
+                    after: None,
+                })
+                .collect(),
+            _ => vec![Cursor::default()],
+        }
+    }
+
+    async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError> {
+        let after = match &cursor.after {
+            None => None,
+            Some(key) => Some(key.get(CONNECTION_ID).cloned().ok_or_else(|| StoreError::Backend {
+                op: "page",
+                message: format!("cursor key lacks {CONNECTION_ID}"),
+            })?),
+        };
+        let in_segment = |id: &str| cursor.segment.is_none_or(|s| segment_of(id, s.total) == s.index);
+        let state = self.lock();
+        // Like DynamoDB's Limit, `limit` counts rows read, live or not.
+        let rows: Vec<(String, i64)> = match group {
+            Group::Everyone | Group::User(_) => state
+                .connections
+                .range::<String, _>((
+                    after
+                        .as_ref()
+                        .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+                    std::ops::Bound::Unbounded,
+                ))
+                .filter(|(id, c)| in_segment(id) && !matches!(group, Group::User(u) if &c.user_id != u))
+                .take(limit.max(1) + 1)
+                .map(|(id, c)| (id.clone(), c.ttl))
+                .collect(),
+            Group::Topic(topic) => state
+                .topics
+                .get(topic)
+                .into_iter()
+                .flat_map(|members| {
+                    members.range::<String, _>((
+                        after
+                            .as_ref()
+                            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+                        std::ops::Bound::Unbounded,
+                    ))
+                })
+                .filter(|(id, _)| in_segment(id))
+                .take(limit.max(1) + 1)
+                .map(|(id, ttl)| (id.clone(), *ttl))
+                .collect(),
+        };
+        let more = rows.len() > limit.max(1);
+        let rows = &rows[..rows.len().min(limit.max(1))];
+        let next = match rows.last() {
+            Some((last, _)) if more => Some(Cursor {
+                segment: cursor.segment,
+                after: Some([(CONNECTION_ID.to_owned(), last.clone())].into()),
+            }),
+            _ => None,
+        };
+        let ids = rows
+            .iter()
+            .filter(|(_, ttl)| is_live(*ttl, now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        Ok(Page { ids, next })
     }
 }

@@ -12,8 +12,11 @@ pub mod dynamo;
 pub mod memory;
 pub mod table;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
 
 /// A registered WebSocket connection. Holds no credentials, ever.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +58,37 @@ pub struct Presence {
 /// Connection ids, one page per backend round trip; an error ends the stream.
 pub type Pages = BoxStream<'static, Result<Vec<String>, StoreError>>;
 
+/// Where a paged read of a group resumes. Serialisable, because a shard job carries it from
+/// one invocation to the next (see [`crate::shard`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cursor {
+    /// A broadcast reads one of several disjoint parallel Scan segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
+    /// The backend's resume key (DynamoDB's `LastEvaluatedKey`; every key attribute is a
+    /// string); `None` starts at the beginning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub index: u32,
+    pub total: u32,
+}
+
+/// Largest segment count a cursor may name: DynamoDB's own limit for `TotalSegments`.
+pub const MAX_SEGMENTS: u32 = 1_000_000;
+
+/// One page of a cursor read: live ids, and where the next page starts (`None`: this was the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub ids: Vec<String>,
+    pub next: Option<Cursor>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("connection {0} already exists")]
@@ -93,6 +127,14 @@ pub trait ConnectionStore: Send + Sync {
     /// The presence of each user, in the order given. Callers pass distinct ids, at most
     /// [`MAX_PRESENCE_USERS`] of them.
     async fn presence(&self, user_ids: &[String], now: i64) -> Result<Vec<Presence>, StoreError>;
+
+    /// Cursors that together read every member of `group` exactly once and can be read in
+    /// parallel: one per Scan segment for a broadcast, one otherwise.
+    fn start(&self, group: &Group) -> Vec<Cursor>;
+
+    /// One page of at most about `limit` members of `group` from `cursor` (fewer when rows
+    /// are expired; possibly none while `next` is still set).
+    async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError>;
 }
 
 /// Users per [`ConnectionStore::presence`] call: one DynamoDB BatchGetItem.

@@ -1,0 +1,118 @@
+//! The queue port: where sharded fan-out hands work to other invocations.
+//!
+//! [`SqsQueue`] sends to the push queue itself (`PUSH_QUEUE_URL`), so shard jobs reach the
+//! same function through the same event source; [`MemoryQueue`] holds bodies for tests and
+//! for the local benchmarks, which play the event source themselves.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use futures::future::join_all;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not enqueue: {0}")]
+pub struct QueueError(pub String);
+
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Enqueues every body, or fails. After a failure some bodies may have gone anyway.
+    async fn send(&self, bodies: Vec<String>) -> Result<(), QueueError>;
+}
+
+/// SQS `SendMessage`, one call per body, concurrently (a sharded push enqueues a handful).
+/// `SendMessageBatch` would save calls but caps the whole batch at the size of one message.
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsQueue {
+    /// The SDK's standard retries (3 attempts, throttling included) stay on; the timeouts keep a
+    /// stalled endpoint from eating the deadline the enqueue is meant to beat.
+    pub fn new(sdk: &aws_config::SdkConfig, url: impl Into<String>) -> Self {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(3))
+            .operation_timeout(Duration::from_secs(8))
+            .build();
+        let config = aws_sdk_sqs::config::Builder::from(sdk).timeout_config(timeouts).build();
+        SqsQueue {
+            client: aws_sdk_sqs::Client::from_conf(config),
+            url: url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, bodies: Vec<String>) -> Result<(), QueueError> {
+        let sends = bodies.into_iter().map(|body| {
+            self.client
+                .send_message()
+                .queue_url(&self.url)
+                .message_body(body)
+                .send()
+        });
+        for result in join_all(sends).await {
+            result.map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A FIFO of bodies in memory.
+#[derive(Default)]
+pub struct MemoryQueue {
+    bodies: Mutex<VecDeque<String>>,
+    /// Sends still to fail, for tests of what a failed enqueue does.
+    failures: Mutex<usize>,
+}
+
+impl MemoryQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `n` sends fail without enqueuing anything.
+    pub fn fail_next(&self, n: usize) {
+        *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
+    /// Takes up to `max` bodies, oldest first.
+    pub fn take(&self, max: usize) -> Vec<String> {
+        let mut bodies = self.bodies.lock().unwrap_or_else(|p| p.into_inner());
+        let n = max.min(bodies.len());
+        bodies.drain(..n).collect()
+    }
+
+    /// Puts bodies back, as SQS makes a failed record visible again.
+    pub fn requeue(&self, bodies: impl IntoIterator<Item = String>) {
+        self.bodies.lock().unwrap_or_else(|p| p.into_inner()).extend(bodies);
+    }
+
+    pub fn len(&self) -> usize {
+        self.bodies.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn send(&self, bodies: Vec<String>) -> Result<(), QueueError> {
+        {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(QueueError("scripted failure".into()));
+            }
+        }
+        self.requeue(bodies);
+        Ok(())
+    }
+}
