@@ -1,4 +1,5 @@
-//! The hub: configuration plus the two ports, built once per process and shared by every event.
+//! The hub: configuration plus the ports (store, notifier, optional queue), built once per process and
+//! shared by every event.
 
 use std::sync::Arc;
 

@@ -13,7 +13,7 @@
 //! | anything else                            | error naming its keys  | `wshub.UnrecognizedEvent`   |
 //!
 //! Layout (hexagonal: handlers see ports, never backends):
-//! - [`hub::Hub`]: configuration plus the two ports, built once per process; [`aws`]: the AWS
+//! - [`hub::Hub`]: configuration plus the ports, built once per process; [`aws`]: the AWS
 //!   SDK configuration it builds them with, straight from Lambda's environment.
 //! - [`store`]: the [`store::ConnectionStore`] port; DynamoDB and in-memory implementations;
 //!   [`store::table`] defines the table once for code, tests, local hub and template.
