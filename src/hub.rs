@@ -48,7 +48,7 @@ impl Hub {
         let sdk = aws::sdk_config(env);
         config.auth.warm_up().await;
         let dynamodb = aws::for_service(&sdk, "DYNAMODB", env);
-        let store = DynamoStore::new(crate::store::dynamo::client(&dynamodb), config.table.clone());
+        let store = DynamoStore::from_sdk(&dynamodb, config.table.clone());
         let queue = (config.push_queue_url.as_ref()).map(|url| SqsQueue::new(&aws::for_service(&sdk, "SQS", env), url));
         let notifier = ApiGatewayNotifier::new(sdk);
         let hub = Hub::new(config, Arc::new(store), Arc::new(notifier));
