@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, WriteRequest,
@@ -173,9 +174,10 @@ impl DynamoStore {
         Ok(items)
     }
 
-    fn query_index(&self, index: &'static str, hash: &'static str, value: String, now: i64) -> Pages {
-        let pages = self
-            .client
+    /// The members of one index partition (a user's connections, a topic's subscribers): only
+    /// the connection id and ttl of each entry.
+    fn index_query(&self, index: &'static str, hash: &'static str, value: String) -> QueryFluentBuilder {
+        self.client
             .query()
             .table_name(&self.table)
             .index_name(index)
@@ -185,6 +187,11 @@ impl DynamoStore {
             .expression_attribute_names("#ttl", TTL)
             .expression_attribute_values(":h", s(value))
             .projection_expression("#c, #ttl")
+    }
+
+    fn query_index(&self, index: &'static str, hash: &'static str, value: String, now: i64) -> Pages {
+        let pages = self
+            .index_query(index, hash, value)
             .set_limit(self.page_size)
             .into_paginator()
             .send();
@@ -608,16 +615,7 @@ impl ConnectionStore for DynamoStore {
             Group::Topic(topic) => (BY_TOPIC, TOPIC, topic),
         };
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(index)
-            .key_condition_expression("#h = :h")
-            .expression_attribute_names("#h", hash)
-            .expression_attribute_names("#c", CONNECTION_ID)
-            .expression_attribute_names("#ttl", TTL)
-            .expression_attribute_values(":h", s(value))
-            .projection_expression("#c, #ttl")
+            .index_query(index, hash, value.clone())
             .set_exclusive_start_key(start_key(cursor))
             .limit(limit)
             .send()
