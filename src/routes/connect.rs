@@ -26,7 +26,13 @@ pub async fn handle(ctx: &RouteContext<'_>) -> ApiGatewayProxyResponse {
         source_ip: rc.identity.source_ip.clone(),
         ttl: ctx.hub.expiry(ctx.now),
     };
-    match ctx.hub.store.put_connection(&connection).await {
+    // The two writes are independent, so the handshake waits for one round trip, not two (as
+    // `$disconnect` does). A refused attempt still counts as the user's activity.
+    let (registered, ()) = tokio::join!(
+        ctx.hub.store.put_connection(&connection),
+        ctx.hub.touch_user(user_id, ctx.now)
+    );
+    match registered {
         Ok(()) => {}
         Err(StoreError::AlreadyExists(_)) => {
             tracing::warn!("connection id already registered");
@@ -37,7 +43,6 @@ pub async fn handle(ctx: &RouteContext<'_>) -> ApiGatewayProxyResponse {
             return status(500);
         }
     }
-    ctx.hub.touch_user(user_id, ctx.now).await;
     tracing::info!(user_id, "connected");
     let mut response = status(200);
     // A browser that offered subprotocols drops the socket unless one is accepted. The
