@@ -33,6 +33,13 @@ async fn dynamodb_store_meets_the_contract() {
 
 #[tokio::test]
 #[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn dynamodb_store_keeps_streams() {
+    let store = fresh_table().await;
+    wshub::store::contract::history::run(&store, "h-").await;
+}
+
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
 async fn table_has_the_defined_keys_indexes_and_ttl() {
     let store = fresh_table().await;
     let client = store.client();

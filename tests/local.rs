@@ -666,6 +666,24 @@ impl ConnectionStore for BrokenStore {
     ) -> Result<wshub::store::Page, wshub::store::StoreError> {
         self.0.page(group, cursor, limit, now).await
     }
+    async fn record(
+        &self,
+        publication: &wshub::store::NewPublication<'_>,
+        now: i64,
+    ) -> Result<wshub::store::Recorded, wshub::store::StoreError> {
+        self.0.record(publication, now).await
+    }
+    async fn history(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+        keep: u64,
+        ttl: i64,
+        now: i64,
+    ) -> Result<wshub::store::History, wshub::store::StoreError> {
+        self.0.history(stream, after, limit, keep, ttl, now).await
+    }
 }
 
 #[tokio::test]
