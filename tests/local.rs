@@ -279,7 +279,10 @@ async fn sendmessage_reaches_the_other_subscriber_and_errors_keep_the_socket() {
     let mut bob = connect(&hub, "bob-token").await;
     for ws in [&mut alice, &mut bob] {
         let reply = request(ws, json!({"action": "subscribe", "topic": "room"})).await;
-        assert_eq!(reply, json!({"action": "subscribed", "topic": "room"}));
+        assert_eq!(
+            reply,
+            json!({"action": "subscribed", "topic": "room", "seq": 0, "epoch": reply["epoch"]})
+        );
     }
     let sent = request(
         &mut alice,
