@@ -62,6 +62,31 @@ pub struct Config {
     pub topic_access: TopicAccess,
     /// `HISTORY_TTL_SECONDS` and `HISTORY_SIZE`.
     pub history: HistoryConfig,
+    /// `PUBLISH_KEYS`: SHA-256 digests of the publisher keys `POST /publish` accepts in
+    /// `Authorization: Bearer` (the keys themselves are not kept).
+    pub publish_keys: Vec<[u8; 32]>,
+}
+
+/// Publisher keys: comma-separated, each 16-4096 bytes without spaces, so a key is never a
+/// guessable word and never confused with the list's separator.
+fn publish_keys(value: Option<String>) -> Result<Vec<[u8; 32]>, ConfigError> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .enumerate()
+        .map(|(i, key)| {
+            if !(16..=4096).contains(&key.len()) || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                // The key itself is never echoed.
+                return Err(ConfigError::Invalid {
+                    name: "PUBLISH_KEYS",
+                    reason: format!("key {} must be 16-4096 characters without spaces", i + 1),
+                });
+            }
+            Ok(crate::auth::sha256(key.as_bytes()))
+        })
+        .collect()
 }
 
 /// What streams keep ([`crate::publish`]).
@@ -166,7 +191,8 @@ impl Config {
             get("JWT_ISSUER"),
             get("JWT_AUDIENCE"),
         )?;
-        let history = HistoryConfig::from_lookup(&get)?;
+        let history = HistoryConfig::from_lookup(get)?;
+        let publish_keys = publish_keys(get("PUBLISH_KEYS"))?;
         let topic_access = match get("TOPIC_ACCESS").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("open") => TopicAccess::Open,
             Some("restricted") => {
@@ -203,6 +229,7 @@ impl Config {
             auth,
             topic_access,
             history,
+            publish_keys,
         })
     }
 }
@@ -252,6 +279,43 @@ mod tests {
         );
         assert_eq!(c.shard_threshold, DEFAULT_SHARD_THRESHOLD);
         assert!(!c.auth.is_configured(), "no auth variables means nothing is accepted");
+        assert_eq!(
+            c.history,
+            HistoryConfig {
+                ttl: Some(Duration::from_secs(900)),
+                size: 200
+            }
+        );
+        assert!(
+            c.publish_keys.is_empty(),
+            "no publisher key: POST /publish refuses keys"
+        );
+    }
+
+    #[test]
+    fn history_and_publish_keys() {
+        let off = config(&[("CONNECTIONS_TABLE", "t"), ("HISTORY_TTL_SECONDS", "0")]).unwrap();
+        assert_eq!(off.history.ttl, None, "0 turns recording off");
+        for (name, value) in [
+            ("HISTORY_TTL_SECONDS", "-1"),
+            ("HISTORY_SIZE", "0"),
+            ("HISTORY_SIZE", "10001"),
+        ] {
+            let err = config(&[("CONNECTIONS_TABLE", "t"), (name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let keys = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("PUBLISH_KEYS", "0123456789abcdef, fedcba9876543210fedcba"),
+        ])
+        .unwrap();
+        assert_eq!(keys.publish_keys.len(), 2);
+        assert_eq!(keys.publish_keys[0], crate::auth::sha256(b"0123456789abcdef"));
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("PUBLISH_KEYS", "short-secret")]).unwrap_err();
+        assert!(
+            err.to_string().contains("PUBLISH_KEYS") && !err.to_string().contains("short-secret"),
+            "{err}"
+        );
     }
 
     #[test]

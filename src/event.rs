@@ -140,7 +140,7 @@ impl Event {
             Event::Route(request) => to_value(routes::handle(hub, &request, deadline).await),
             Event::Push(batch) => to_value(push::handle(hub, &batch, deadline).await?),
             Event::EventBridge(event) => eventbridge::handle(hub, *event, deadline).await?,
-            Event::Http(request) => to_value(http::handle(hub, &request).await),
+            Event::Http(request) => to_value(http::handle(hub, &request, deadline).await),
         };
         Ok(response)
     }

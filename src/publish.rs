@@ -119,6 +119,29 @@ impl PushRequest {
     }
 }
 
+impl PushRequest {
+    /// The push as a queue body again (what [`Self::from_value`] reads back unchanged).
+    pub fn to_value(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("data".into(), self.data.clone());
+        match &self.audience {
+            Audience::Connection(c) => {
+                body.insert("connectionId".into(), Value::String(c.clone()));
+            }
+            Audience::Group(Group::Everyone) => {}
+            Audience::Group(_) => {
+                if let Some(topic) = &self.topic {
+                    body.insert("topic".into(), Value::String(topic.clone()));
+                }
+            }
+        }
+        if let Some(key) = &self.idempotency_key {
+            body.insert("idempotencyKey".into(), Value::String(key.clone()));
+        }
+        Value::Object(body)
+    }
+}
+
 fn string_field(obj: &mut Map<String, Value>, key: &str) -> Result<Option<String>, String> {
     match obj.remove(key) {
         None | Some(Value::Null) => Ok(None),
@@ -288,6 +311,27 @@ pub async fn publish(
     id: Option<String>,
     deadline: Option<Instant>,
 ) -> Result<Published, RecordError> {
+    publish_with(hub, request, id, deadline, true).await
+}
+
+/// As [`publish`], never through the queue: for a caller that already knows the audience is
+/// small and wants its delivery report (`POST /publish`).
+pub async fn publish_here(
+    hub: &Hub,
+    request: PushRequest,
+    id: Option<String>,
+    deadline: Option<Instant>,
+) -> Result<Published, RecordError> {
+    publish_with(hub, request, id, deadline, false).await
+}
+
+async fn publish_with(
+    hub: &Hub,
+    request: PushRequest,
+    id: Option<String>,
+    deadline: Option<Instant>,
+    may_shard: bool,
+) -> Result<Published, RecordError> {
     let endpoint = hub
         .config
         .management_endpoint
@@ -310,7 +354,8 @@ pub async fn publish(
     let frame = publication.frame(stamp.pos());
     // With a queue, a group push may be split into shard jobs.
     let shard_id = publication.id.as_deref().filter(|id| shard::valid_connection_id(id));
-    if let (Some(_), Audience::Group(group), Some(shard_id)) = (&hub.queue, &publication.audience, shard_id) {
+    let queue = hub.queue.as_ref().filter(|_| may_shard);
+    if let (Some(_), Audience::Group(group), Some(shard_id)) = (queue, &publication.audience, shard_id) {
         let data = publication.data;
         shard::deliver_push(hub, endpoint, shard_id, group.clone(), data, stamp.pos(), deadline).await?;
         return Ok(Published {
@@ -457,6 +502,19 @@ mod tests {
         assert_eq!(by_user, by_topic);
         assert_eq!(by_user.topic.as_deref(), Some("user:alice"));
         assert_eq!(by_user.audience, Audience::Group(Group::User("alice".into())));
+    }
+
+    #[test]
+    fn a_push_reads_back_from_its_queue_body() {
+        for body in [
+            r#"{"data":1}"#,
+            r#"{"userId":"alice","data":{"a":1}}"#,
+            r#"{"topic":"news","data":"x","idempotencyKey":"k"}"#,
+            r#"{"connectionId":"c=","data":null}"#,
+        ] {
+            let push = PushRequest::parse(body).unwrap();
+            assert_eq!(PushRequest::from_value(push.to_value()).unwrap(), push, "{body}");
+        }
     }
 
     #[test]

@@ -271,9 +271,11 @@ async fn every_sample_event_through_the_lambda_binary() {
 
     // EventBridge: the function as the rule's target, and the whole event through the queue.
     // Either way the frame's id is the EventBridge event id.
+    // news so far: the client's message (1), the SQS topic push (2), the good record of the
+    // malformed batch (3); this event is the fourth publication.
     assert_eq!(
         ok(invoke("eventbridge-topic.json").await),
-        json!({"id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "delivered": 1, "gone": 0})
+        json!({"id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "delivered": 1, "gone": 0, "seq": 4, "epoch": epoch})
     );
     let refused = invoke("eventbridge-bad-detail.json").await.unwrap_err();
     assert_eq!(refused["errorType"], "wshub.MalformedEvent", "{refused}");
@@ -305,8 +307,7 @@ async fn every_sample_event_through_the_lambda_binary() {
     );
     assert_eq!(frames[5]["topic"], "news");
 
-    // Recovery: news now holds the client's message (1), the SQS topic push (2) and the
-    // EventBridge one (3). From seq 1 in the right epoch: 2 and 3, in order, recovered.
+    // Recovery: from seq 1 in the right epoch, 2 to 4, in order, recovered.
     let with_epoch = |name: &str| {
         let mut e = event(name);
         let mut request: Value = serde_json::from_str(e["body"].as_str().unwrap()).unwrap();
@@ -316,16 +317,27 @@ async fn every_sample_event_through_the_lambda_binary() {
     };
     let since = body(&ok(api.invoke(with_epoch("subscribe-since.json")).await));
     let seqs = |frame: &Value| -> Vec<u64> {
-        frame["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect()
+        frame["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect()
     };
-    assert_eq!((since["recovered"].as_bool(), since["seq"].as_u64()), (Some(true), Some(3)));
-    assert_eq!(seqs(&since), [2, 3]);
-    assert_eq!(since["messages"][1]["id"], "6a7e8feb-b491-4cf7-a9f1-bf3703467718");
+    assert_eq!(
+        (since["recovered"].as_bool(), since["seq"].as_u64()),
+        (Some(true), Some(4))
+    );
+    assert_eq!(seqs(&since), [2, 3, 4]);
+    assert_eq!(since["messages"][2]["id"], "6a7e8feb-b491-4cf7-a9f1-bf3703467718");
     let page = body(&ok(api.invoke(with_epoch("history.json")).await));
     assert_eq!((seqs(&page), page["more"].as_bool()), (vec![1, 2], Some(true)));
     // The samples as shipped name an epoch this stream never had: nothing can be recovered.
     let stale = body(&ok(invoke("subscribe-since.json").await));
-    assert_eq!((stale["recovered"].as_bool(), seqs(&stale)), (Some(false), vec![1, 2, 3]));
+    assert_eq!(
+        (stale["recovered"].as_bool(), seqs(&stale)),
+        (Some(false), vec![1, 2, 3, 4])
+    );
     assert_eq!(body(&ok(invoke("history.json").await))["recovered"], false);
     assert!(connections.received().iter().all(|p| p.signed && p.stage == "prod"));
 
@@ -350,6 +362,22 @@ async fn every_sample_event_through_the_lambda_binary() {
     let elsewhere = ok(invoke("http-unknown-route.json").await);
     assert_eq!(http_body(&elsewhere, 404)["code"], "not_found");
 
+    // HTTP publish, IAM-authorized (API Gateway verified the signature and says who called):
+    // the fifth publication on news, delivered to alice's one connection.
+    let published = ok(invoke("http-publish.json").await);
+    let result = &http_body(&published, 200)["results"][0];
+    assert_eq!(
+        (
+            result["topic"].as_str(),
+            result["seq"].as_u64(),
+            result["delivered"].as_u64()
+        ),
+        (Some("news"), Some(5), Some(1)),
+        "{published}"
+    );
+    let last = connections.frames_for("Tq8ZsdsyIAMCJyA=").pop().unwrap();
+    assert_eq!(last["data"], json!({"text": "published over HTTP"}));
+
     assert_eq!(
         body(&ok(invoke("unsubscribe.json").await)),
         json!({"action": "unsubscribed", "topic": "news"})
@@ -363,7 +391,9 @@ async fn every_sample_event_through_the_lambda_binary() {
         .map(|i| (i["pk"].as_s().unwrap().clone(), i["sk"].as_s().unwrap().clone()))
         .collect();
     assert_eq!(
-        keys.iter().filter(|(pk, _)| !pk.starts_with("STREAM#")).collect::<Vec<_>>(),
+        keys.iter()
+            .filter(|(pk, _)| !pk.starts_with("STREAM#"))
+            .collect::<Vec<_>>(),
         [&("USER#alice".to_owned(), "PRESENCE".to_owned())],
         "disconnect left rows behind (history stays: it outlives connections)"
     );

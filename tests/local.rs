@@ -798,3 +798,101 @@ async fn online_status_is_served_over_http_like_the_http_api() {
     assert!(users[0]["lastActiveAt"].is_i64(), "kept after the disconnect: {body}");
     hub.shutdown().await;
 }
+
+/// Issue "no message lost across a reconnect", end to end with a real client: the backend drops
+/// the socket, 50 pushes happen while the client is away, and its next subscribe with `since`
+/// gets all 50, in order, once.
+#[tokio::test]
+async fn a_client_that_reconnects_with_since_misses_nothing() {
+    let hub = start().await;
+    let mut alice = connect(&hub, "alice-token").await;
+    let id = connection_id(&mut alice).await;
+    let first = request(&mut alice, json!({"action": "subscribe", "topic": "feed"})).await;
+    let epoch = first["epoch"].clone();
+    push(&hub, r#"{"topic":"feed","data":0}"#).await;
+    let live = next_json(&mut alice).await;
+    assert_eq!((live["seq"].as_u64(), &live["epoch"]), (Some(1), &epoch));
+    // The backend closes the connection, as API Gateway does after 2 hours.
+    let (status, _, _) = http(
+        Method::DELETE,
+        &format!("{}/@connections/{}", hub.http, encode(&id)),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(close_code(&mut alice).await, Some(CloseCode::Normal));
+    wait_removed(&hub, &id).await;
+    for n in 1..=50 {
+        let answer = push(&hub, &json!({"topic": "feed", "data": n}).to_string()).await;
+        assert_eq!(answer, json!({"batchItemFailures": []}));
+    }
+    // Back, with the position of the last message seen.
+    let mut again = connect(&hub, "alice-token").await;
+    let reply = request(
+        &mut again,
+        json!({"action": "subscribe", "topic": "feed", "since": {"seq": 1, "epoch": epoch}}),
+    )
+    .await;
+    assert_eq!(
+        (reply["recovered"].as_bool(), reply["more"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let messages = reply["messages"].as_array().unwrap();
+    let data: Vec<i64> = messages.iter().map(|m| m["data"].as_i64().unwrap()).collect();
+    assert_eq!(data, (1..=50).collect::<Vec<_>>(), "all 50, in order, once");
+    let seqs: Vec<u64> = messages.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (2..=51).collect::<Vec<_>>());
+    // And live again from there.
+    push(&hub, r#"{"topic":"feed","data":51}"#).await;
+    let next = next_json(&mut again).await;
+    assert_eq!((next["seq"].as_u64(), next["data"].as_i64()), (Some(52), Some(51)));
+    hub.shutdown().await;
+}
+
+/// `POST /publish` on the local hub: a publisher key publishes, a client token does not.
+#[tokio::test]
+async fn the_local_hub_serves_post_publish_with_a_publisher_key() {
+    let key = "local-publisher-key-0123";
+    let hub = start_with(
+        Settings::default(),
+        &[("AUTH_TOKENS", "alice=alice-token"), ("PUBLISH_KEYS", key)],
+    )
+    .await;
+    let mut alice = connect(&hub, "alice-token").await;
+    request(&mut alice, json!({"action": "subscribe", "topic": "room"})).await;
+    let url = format!("{}/publish", hub.http);
+    let post = |auth: String, body: Value| {
+        let url = url.clone();
+        async move {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(&url)
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap();
+            let response = client.request(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    let (status, body) = post(format!("Bearer {key}"), json!({"topic": "room", "data": "hi"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["results"][0]["delivered"].as_u64(),
+            body["results"][0]["seq"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let got = next_json(&mut alice).await;
+    assert_eq!((got["data"].as_str(), got["seq"].as_u64()), (Some("hi"), Some(1)));
+    let (status, body) = post("Bearer alice-token".into(), json!({"topic": "room", "data": "no"})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    hub.shutdown().await;
+}

@@ -94,7 +94,11 @@ fn table_matches_the_code() {
 #[test]
 fn every_action_has_a_route_with_a_reply() {
     let t = template();
-    let routes = resources_of_type(&t, "AWS::ApiGatewayV2::Route");
+    // The WebSocket API's routes (the HTTP API's POST /publish is checked below).
+    let routes: Vec<_> = resources_of_type(&t, "AWS::ApiGatewayV2::Route")
+        .into_iter()
+        .filter(|(_, p)| ref_target(&p["ApiId"]) == Some("WebSocketApi"))
+        .collect();
     let keys: BTreeSet<&str> = routes.iter().map(|(_, p)| p["RouteKey"].as_str().unwrap()).collect();
     let mut expected: BTreeSet<&str> = ACTIONS.into_iter().collect();
     expected.extend(["$connect", "$disconnect", "$default"]);
@@ -360,4 +364,32 @@ fn online_status_route_reaches_the_function_without_an_authorizer() {
     assert!(t["Resources"]["HttpApi"]["Properties"].get("Auth").is_none());
     let url = format!("{:?}", t["Outputs"]["OnlineStatusUrl"]["Value"]);
     assert!(url.contains(wshub::http::ONLINE_PATH), "{url}");
+}
+
+/// `POST /publish` is its own route on the HTTP API, IAM-authorized unless the operator chose
+/// publisher keys, and then only with keys (a Rule refuses the deploy otherwise).
+#[test]
+fn the_publish_route_is_iam_authorized_by_default() {
+    let t = template();
+    let routes = resources_of_type(&t, "AWS::ApiGatewayV2::Route");
+    let (_, route) = routes
+        .iter()
+        .find(|(_, r)| r["RouteKey"].as_str() == Some("POST /publish"))
+        .expect("a POST /publish route");
+    assert_eq!(ref_target(&route["ApiId"]), Some("HttpApi"));
+    assert_eq!(ref_target(&route["AuthorizationType"]), Some("PublishAuthorization"));
+    let parameter = &t["Parameters"]["PublishAuthorization"];
+    assert_eq!(parameter["Default"].as_str(), Some("AWS_IAM"));
+    assert_eq!(strings(&parameter["AllowedValues"]), ["AWS_IAM", "NONE"]);
+    assert_eq!(t["Parameters"]["PublishKeys"]["NoEcho"].as_bool(), Some(true));
+    let rule = &t["Rules"]["PublishWithoutIamNeedsKeys"];
+    assert!(matches!(rule["Assertions"][0]["Assert"], Value::Tagged(_)), "{rule:?}");
+    // The invoke permission covers this route only.
+    let permissions = resources_of_type(&t, "AWS::Lambda::Permission");
+    let (_, permission) = permissions
+        .iter()
+        .find(|(name, _)| *name == "PublishInvokePermission")
+        .unwrap();
+    let source = serde_norway::to_string(&permission["SourceArn"]).unwrap();
+    assert!(source.contains("${HttpApi}/*/POST/publish"), "{source}");
 }

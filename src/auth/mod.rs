@@ -116,7 +116,7 @@ fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: Option<&str>
     validation
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 

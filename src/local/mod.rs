@@ -227,6 +227,7 @@ fn router(state: Arc<State>) -> Router {
         .route("/{stage}/@connections/{*id}", connections())
         .route("/_local/sqs", post(management::inject_sqs))
         .route(crate::http::ONLINE_PATH, any(management::online_status))
+        .route(crate::http::PUBLISH_PATH, any(management::http_api))
         .route("/_local/connections/{*id}", get(management::stored_connection))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "NotFoundException", "no such route") })
         .method_not_allowed_fallback(|| async {
