@@ -15,13 +15,14 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_async::future::pagination_stream::PaginationStream;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+mod presence;
 mod streams;
 
 use super::capacity::{CapacityMeter, MeterInterceptor};
 use super::table::*;
 use super::{
-    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, History, NewPublication, Page, Pages,
-    Presence, Recorded, Segment, StoreError,
+    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, History, NewPublication, OnlineCursor,
+    OnlinePage, Page, Pages, Presence, Recorded, Segment, StoreError,
 };
 
 /// BatchWriteItem's limit.
@@ -605,6 +606,33 @@ impl ConnectionStore for DynamoStore {
         now: i64,
     ) -> Result<History, StoreError> {
         self.read_history(stream, after, limit, keep, ttl, now).await
+    }
+
+    async fn subscribe_member(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.put_member(connection_id, user_id, topic, ttl, now).await
+    }
+
+    async fn unsubscribe_member(&self, connection_id: &str, topic: &str) -> Result<bool, StoreError> {
+        self.delete_member(connection_id, topic).await
+    }
+
+    async fn member_connections(&self, topic: &str, user_id: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        self.connections_of_member(topic, user_id, now).await
+    }
+
+    fn topic_members(&self, topic: &str, now: i64) -> Pages {
+        self.member_pages(topic, now)
+    }
+
+    async fn online_users(&self, cursor: &OnlineCursor, limit: usize, now: i64) -> Result<OnlinePage, StoreError> {
+        self.online_page(cursor, limit, now).await
     }
 
     async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError> {

@@ -9,8 +9,8 @@ use futures::stream::{self, StreamExt};
 use super::stream::{first_kept, new_epoch};
 use super::table::CONNECTION_ID;
 use super::{
-    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, History, NewPublication, Page, Pages,
-    Presence, Recorded, Segment, StoreError, StoredPublication, StreamPos,
+    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, History, NewPublication, OnlineCursor,
+    OnlinePage, OnlineUser, Page, Pages, Presence, Recorded, Segment, StoreError, StoredPublication, StreamPos,
 };
 
 /// Parallel segments of a broadcast, as the DynamoDB store's default.
@@ -329,6 +329,98 @@ impl ConnectionStore for MemoryStore {
             publications,
             more,
         })
+    }
+
+    async fn subscribe_member(
+        &self,
+        connection_id: &str,
+        _user_id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        // The connection's user is in its row: a subscription needs no copy of it here.
+        let before = {
+            let state = self.lock();
+            state.topics.get(topic).is_some_and(|m| m.contains_key(connection_id))
+        };
+        self.subscribe(connection_id, topic, ttl, now).await?;
+        Ok(!before)
+    }
+
+    async fn unsubscribe_member(&self, connection_id: &str, topic: &str) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let removed = state
+            .topics
+            .get_mut(topic)
+            .is_some_and(|members| members.remove(connection_id).is_some());
+        if let Some(topics) = state.subscriptions.get_mut(connection_id) {
+            topics.remove(topic);
+        }
+        Ok(removed)
+    }
+
+    async fn member_connections(&self, topic: &str, user_id: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .topics
+            .get(topic)
+            .into_iter()
+            .flatten()
+            .filter(|(id, ttl)| {
+                is_live(**ttl, now) && state.connections.get(*id).is_some_and(|c| c.user_id == user_id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    fn topic_members(&self, topic: &str, now: i64) -> Pages {
+        let state = self.lock();
+        let mut users: Vec<String> = state
+            .topics
+            .get(topic)
+            .into_iter()
+            .flatten()
+            .filter(|(_, ttl)| is_live(**ttl, now))
+            .filter_map(|(id, _)| state.connections.get(id).map(|c| c.user_id.clone()))
+            .collect();
+        users.sort();
+        let pages: Vec<Result<Vec<String>, StoreError>> =
+            users.chunks(self.page_size).map(|c| Ok(c.to_vec())).collect();
+        stream::iter(pages).boxed()
+    }
+
+    async fn online_users(&self, cursor: &OnlineCursor, limit: usize, now: i64) -> Result<OnlinePage, StoreError> {
+        let state = self.lock();
+        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+        for c in state.connections.values().filter(|c| is_live(c.ttl, now)) {
+            if cursor.done.as_deref().is_none_or(|done| c.user_id.as_str() > done) {
+                *counts.entry(c.user_id.as_str()).or_default() += 1;
+            }
+        }
+        let limit = limit.max(1);
+        let more = counts.len() > limit;
+        let users: Vec<OnlineUser> = counts
+            .into_iter()
+            .take(limit)
+            .map(|(user, connections)| OnlineUser {
+                user_id: user.to_owned(),
+                connections,
+                last_active_at: state
+                    .presence
+                    .get(user)
+                    .filter(|(_, ttl)| is_live(*ttl, now))
+                    .map(|(at, _)| *at),
+            })
+            .collect();
+        let next = match users.last() {
+            Some(last) if more => Some(OnlineCursor {
+                after: None,
+                done: Some(last.user_id.clone()),
+            }),
+            _ => None,
+        };
+        Ok(OnlinePage { users, next })
     }
 
     async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError> {

@@ -1,0 +1,257 @@
+//! Topic presence and the online list in DynamoDB ([`crate::presence`], [`crate::store::online`]).
+//!
+//! - A presence subscription is the ordinary subscription item with one more attribute,
+//!   `member` (`<userId>` U+001F `<connectionId>`), which puts it in the sparse `byMember` index
+//!   ([`crate::store::table`]). Writing it costs what a subscription costs; nothing per topic or
+//!   per user is kept besides, so nothing drifts when rows expire by TTL.
+//! - A user's connections on a topic: one `Query` of `byMember` with `begins_with` on the
+//!   member prefix ("Query operations in DynamoDB": the sort key condition `begins_with`).
+//! - A topic's members: `Query` pages of `byMember`, ascending by `member`, so one user's
+//!   connections are adjacent and the reader counts them without holding more than one user.
+//! - The online list: a `Scan` of the sparse `byUser` index (one small item per connection).
+//!   "Partitions and data distribution in DynamoDB": items with the same partition key value
+//!   are stored together, sorted by sort key, so a user's connections come out adjacent. A page
+//!   that stops inside a user finishes that user with one `Query` of `byUser`, and the cursor
+//!   names the user as done, so the next page skips the rest of its rows.
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, ReturnValue, TransactWriteItem};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::{backend, get_s, get_ttl, n, next_cursor, s, start_key, DynamoStore, Item};
+use crate::store::table::*;
+use crate::store::{is_live, OnlineCursor, OnlinePage, OnlineUser, Pages, StoreError};
+
+impl DynamoStore {
+    pub(super) async fn put_member(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        // As `subscribe`: one transaction with the connection's liveness. The put is refused
+        // when the member subscription is already there, which tells a repeat from a first.
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(META))
+            .condition_expression("attribute_exists(#pk) AND #ttl > :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .expect("table, key and condition are set");
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item(PK, s(connection_pk(connection_id)))
+            .item(SK, s(topic_sk(topic)))
+            .item(CONNECTION_ID, s(connection_id))
+            .item(TOPIC, s(topic))
+            .item(MEMBER, s(member(user_id, connection_id)))
+            .item(TTL, n(ttl))
+            .condition_expression("attribute_not_exists(#m)")
+            .expression_attribute_names("#m", MEMBER)
+            .build()
+            .expect("table and item are set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let reasons: Vec<Option<String>> = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(t)) => t
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().map(str::to_owned))
+                        .collect(),
+                    _ => return Err(backend("TransactWriteItems", e)),
+                };
+                let failed = |i: usize| reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed");
+                if failed(0) {
+                    Err(StoreError::NotConnected(connection_id.to_owned()))
+                } else if failed(1) {
+                    Ok(false)
+                } else {
+                    Err(backend("TransactWriteItems", e))
+                }
+            }
+        }
+    }
+
+    pub(super) async fn delete_member(&self, connection_id: &str, topic: &str) -> Result<bool, StoreError> {
+        // "DeleteItem": ReturnValues ALL_OLD returns the deleted item, at no extra capacity.
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(topic_sk(topic)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| backend("DeleteItem", e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    fn member_query(&self, topic: &str) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_MEMBER)
+            .expression_attribute_names("#t", TOPIC)
+            .expression_attribute_names("#m", MEMBER)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":t", s(topic))
+            .projection_expression("#m, #ttl")
+    }
+
+    pub(super) async fn connections_of_member(
+        &self,
+        topic: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut pages = self
+            .member_query(topic)
+            .key_condition_expression("#t = :t AND begins_with(#m, :prefix)")
+            .expression_attribute_values(":prefix", s(member_prefix(user_id)))
+            .set_limit(self.page_size)
+            .into_paginator()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(page) = pages.next().await {
+            let items = page.map_err(|e| backend("Query", e))?.items.unwrap_or_default();
+            ids.extend(items.iter().filter(|i| is_live(get_ttl(i), now)).filter_map(|i| {
+                let member = get_s(i, MEMBER)?;
+                let (_, connection) = member.split_once(MEMBER_SEPARATOR)?;
+                Some(connection.to_owned())
+            }));
+        }
+        Ok(ids)
+    }
+
+    pub(super) fn member_pages(&self, topic: &str, now: i64) -> Pages {
+        let pages = self
+            .member_query(topic)
+            .key_condition_expression("#t = :t")
+            .set_limit(self.page_size)
+            .into_paginator()
+            .send();
+        stream::unfold(pages, move |mut pages| async move {
+            let page = pages.next().await?;
+            let users = page
+                .map(|p| {
+                    p.items
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|i| is_live(get_ttl(i), now))
+                        .filter_map(|i| get_s(i, MEMBER).and_then(|m| user_of_member(&m).map(str::to_owned)))
+                        .collect()
+                })
+                .map_err(|e| backend("Query", e));
+            Some((users, pages))
+        })
+        .boxed()
+    }
+
+    /// Live connections of one user, all pages of `byUser`.
+    async fn count_connections(&self, user_id: &str, now: i64) -> Result<u32, StoreError> {
+        let pages: Vec<Vec<String>> = self
+            .query_index(BY_USER, USER_ID, user_id.to_owned(), now)
+            .try_collect()
+            .await?;
+        Ok(pages.iter().map(Vec::len).sum::<usize>() as u32)
+    }
+
+    pub(super) async fn online_page(
+        &self,
+        cursor: &OnlineCursor,
+        limit: usize,
+        now: i64,
+    ) -> Result<OnlinePage, StoreError> {
+        let limit = limit.max(1);
+        let mut users: Vec<(String, u32)> = Vec::new();
+        let mut after = start_key_of(cursor);
+        let mut done = cursor.done.clone();
+        loop {
+            // Never more rows than users still wanted: a page cannot overshoot `limit` users.
+            let wanted = (limit - users.len()).max(1);
+            let wanted = self.page_size.map_or(wanted as i32, |cap| cap.min(wanted as i32));
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .index_name(BY_USER)
+                .expression_attribute_names("#u", USER_ID)
+                .expression_attribute_names("#ttl", TTL)
+                .projection_expression("#u, #ttl")
+                .set_exclusive_start_key(after.take())
+                .limit(wanted)
+                .send()
+                .await
+                .map_err(|e| backend("Scan", e))?;
+            for item in out.items.unwrap_or_default() {
+                let Some(user) = get_s(&item, USER_ID) else { continue };
+                if done.as_deref() == Some(user.as_str()) {
+                    continue;
+                }
+                done = None;
+                if !is_live(get_ttl(&item), now) {
+                    continue;
+                }
+                match users.last_mut() {
+                    Some((last, count)) if *last == user => *count += 1,
+                    _ => users.push((user, 1)),
+                }
+            }
+            after = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if after.is_none() || users.len() >= limit {
+                break;
+            }
+        }
+        let next = match after {
+            None => None,
+            Some(last_key) => {
+                // The page may have stopped inside the last user: count that user whole, and
+                // let the next page skip the rest of their rows.
+                if let Some((user, count)) = users.last_mut() {
+                    *count = self.count_connections(user, now).await?;
+                }
+                let resume = next_cursor(None, Some(last_key), "Scan")?.and_then(|c| c.after);
+                Some(OnlineCursor {
+                    after: resume,
+                    done: users.last().map(|(u, _)| u.clone()).or(done),
+                })
+            }
+        };
+        // A user counted whole may turn out to have no live connection left (it expired).
+        users.retain(|(_, count)| *count > 0);
+        let ids: Vec<String> = users.iter().map(|(u, _)| u.clone()).collect();
+        let last_active = self.last_active(&ids, now).await?;
+        Ok(OnlinePage {
+            users: users
+                .into_iter()
+                .map(|(user_id, connections)| OnlineUser {
+                    last_active_at: last_active.get(&user_id).copied(),
+                    user_id,
+                    connections,
+                })
+                .collect(),
+            next,
+        })
+    }
+}
+
+fn start_key_of(cursor: &OnlineCursor) -> Option<Item> {
+    start_key(&crate::store::Cursor {
+        segment: None,
+        after: cursor.after.clone(),
+    })
+}
