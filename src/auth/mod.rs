@@ -190,6 +190,17 @@ impl AuthConfig {
         self
     }
 
+    /// Shares `other`'s JWKS cache when both read the same URL, so a configuration rebuilt
+    /// with rotated secrets ([`crate::secrets`]) keeps the keys already fetched.
+    pub fn sharing_jwks_of(mut self, other: &AuthConfig) -> Self {
+        if let (Some(mine), Some(theirs)) = (&self.jwks, &other.jwks) {
+            if mine.url() == theirs.url() {
+                self.jwks = Some(theirs.clone());
+            }
+        }
+        self
+    }
+
     /// False means every request is denied (fail closed).
     pub fn is_configured(&self) -> bool {
         !self.tokens.is_empty() || self.hs256.is_some() || self.jwks.is_some()
