@@ -24,7 +24,9 @@ async fn main() -> Result<(), Error> {
         // One EMF document per invocation, on stdout, before the response is returned (a
         // document written after could land in the next invocation's logs, or never).
         if let Some(document) = recorded.to_emf(dimensions, started_ms) {
-            println!("{document}");
+            // One write of one line; a failed write loses a metric, never the invocation.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout().lock(), "{document}");
         }
         result
     }))

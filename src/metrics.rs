@@ -215,6 +215,7 @@ impl Accumulator {
         if definitions.is_empty() {
             return None;
         }
+        root.insert("level".into(), dimensions.level.clone().into());
         root.insert(STAGE_DIMENSION.into(), dimensions.stage.clone().into());
         root.insert(FUNCTION_DIMENSION.into(), dimensions.function.clone().into());
         root.insert(
@@ -232,11 +233,16 @@ impl Accumulator {
     }
 }
 
-/// The dimension values of every document this process writes.
+/// The dimension values of every document this process writes, and its log level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dimensions {
     pub stage: String,
     pub function: String,
+    /// Not a dimension: the document's `level` member. With the JSON log format Lambda filters
+    /// application logs by their `level`, and gives a line without one the level INFO (AWS Lambda
+    /// Developer Guide, "Log-level filtering"): a function configured for WARN would drop every
+    /// metric. Documents carry the configured level (`AWS_LAMBDA_LOG_LEVEL`), so they always pass.
+    pub level: String,
 }
 
 impl Dimensions {
@@ -253,6 +259,7 @@ impl Dimensions {
         Dimensions {
             stage: get("STAGE_NAME", "default"),
             function: get("AWS_LAMBDA_FUNCTION_NAME", "wshub"),
+            level: get("AWS_LAMBDA_LOG_LEVEL", "INFO").to_ascii_uppercase(),
         }
     }
 }
@@ -309,6 +316,7 @@ mod tests {
         Dimensions {
             stage: "prod".into(),
             function: "hub".into(),
+            level: "WARN".into(),
         }
     }
 
@@ -352,6 +360,7 @@ mod tests {
                         ],
                     }],
                 },
+                "level": "WARN",
                 "stage": "prod",
                 "function": "hub",
                 "Throttled": 2,
@@ -381,6 +390,14 @@ mod tests {
             assert_eq!(m.index(), i, "ALL is in declaration order");
         }
         let d = Dimensions::from_lookup(|_| None);
-        assert_eq!((d.stage.as_str(), d.function.as_str()), ("default", "wshub"));
+        assert_eq!(
+            (d.stage.as_str(), d.function.as_str(), d.level.as_str()),
+            ("default", "wshub", "INFO")
+        );
+        let d = Dimensions::from_lookup(|name| (name == "AWS_LAMBDA_LOG_LEVEL").then(|| "warn".into()));
+        assert_eq!(
+            d.level, "WARN",
+            "the configured level, so Lambda's filter keeps the document"
+        );
     }
 }

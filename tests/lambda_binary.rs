@@ -423,6 +423,8 @@ fn check_metric_documents(stdout: &str, invocations: usize, posts: &[common::Pos
         let (metrics, dimensions) = common::emf::validate(doc);
         assert_eq!(dimensions["stage"], "prod");
         assert_eq!(dimensions["function"], "wshub");
+        // The configured level (AWS_LAMBDA_LOG_LEVEL), so Lambda's log-level filter keeps it.
+        assert_eq!(doc["level"], "DEBUG");
         assert!(
             metrics.get("AuthorizerLatency").is_none_or(|d| d.values.len() == 1),
             "one authorizer decision per invocation"

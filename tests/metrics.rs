@@ -43,6 +43,7 @@ fn document(recorded: &Accumulator) -> Value {
     let dims = Dimensions {
         stage: "prod".into(),
         function: "wshub-hub".into(),
+        level: "INFO".into(),
     };
     recorded.to_emf(&dims, 1_795_244_400_000).expect("a document")
 }
