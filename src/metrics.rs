@@ -55,9 +55,9 @@ pub enum Metric {
     ShardHandOffs,
     /// Messages recorded in a topic's history (counted by the publish path).
     Publications,
-    /// Recipients one fan-out tried (one value per push).
+    /// Recipients one fan-out tried (one value per push, or per shard job of a large push).
     FanoutRecipients,
-    /// Wall time of one fan-out (one value per push).
+    /// Wall time of one fan-out (one value per push or shard job).
     FanoutDuration,
     /// Wall time of one authorizer decision, secrets included.
     AuthorizerLatency,
