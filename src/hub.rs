@@ -105,12 +105,10 @@ impl Hub {
     pub async fn from_aws(config: Config) -> Self {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let sdk = aws::sdk_config(env);
-        let secret_store = config.secrets.is_configured().then(|| {
-            AwsSecretStore::new(
-                &aws::for_service(&sdk, "SSM", env),
-                &aws::for_service(&sdk, "SECRETS_MANAGER", env),
-            )
-        });
+        let secret_store = config
+            .secrets
+            .is_configured()
+            .then(|| AwsSecretStore::from_lookup(|name: &str| std::env::var(name).ok().filter(|v| !v.is_empty())));
         let dynamodb = aws::for_service(&sdk, "DYNAMODB", env);
         let store = DynamoStore::from_sdk(&dynamodb, config.table.clone());
         let queue = (config.push_queue_url.as_ref()).map(|url| SqsQueue::new(&aws::for_service(&sdk, "SQS", env), url));

@@ -25,6 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -284,54 +289,196 @@ impl LiveSecrets {
     }
 }
 
-/// Parameter Store and Secrets Manager through the AWS SDK.
+/// Parameter Store and Secrets Manager over their JSON APIs (`GetParameters`,
+/// `GetSecretValue`: POST with `X-Amz-Target`, `application/x-amz-json-1.1`), signed with SigV4
+/// (aws-sigv4, the SDK's own signer) and sent over the hyper/rustls stack the binary already has.
+/// Two SDK crates for two calls would add 4.4 MB to the binary (BENCHMARKS.md, Size).
 pub struct AwsSecretStore {
-    ssm: aws_sdk_ssm::Client,
-    secrets_manager: aws_sdk_secretsmanager::Client,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    region: String,
+    ssm_endpoint: String,
+    secrets_manager_endpoint: String,
+    /// Reads the environment (the credentials, at each call).
+    env: Lookup,
 }
 
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A secret or a page of parameters is a few KB (a secret at most 64 KB).
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Attempts per call: a 5xx, a 429 or a transport failure is tried once more, within the fetch
+/// timeout.
+const ATTEMPTS: usize = 2;
+
 impl AwsSecretStore {
-    /// `ssm` and `secrets_manager`: SDK configurations with their endpoint overrides
-    /// (`AWS_ENDPOINT_URL_SSM`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`, see [`crate::aws`]).
-    pub fn new(ssm: &aws_config::SdkConfig, secrets_manager: &aws_config::SdkConfig) -> Self {
+    /// From Lambda's environment: `AWS_REGION`, the endpoint overrides `AWS_ENDPOINT_URL_SSM`,
+    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL` (as [`crate::aws`] reads them),
+    /// and the roots [`crate::aws::Roots`] picks. Credentials are read from the environment at
+    /// each call, as the SDK's environment provider does.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        let region = lookup("AWS_REGION")
+            .or_else(|| lookup("AWS_DEFAULT_REGION"))
+            .unwrap_or_default();
+        let suffix = if region.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
+        let endpoint = |service: &str, host: &str| {
+            crate::aws::endpoint_override(service, &lookup)
+                .unwrap_or_else(|| format!("https://{host}.{region}.{suffix}"))
+        };
         AwsSecretStore {
-            ssm: aws_sdk_ssm::Client::new(ssm),
-            secrets_manager: aws_sdk_secretsmanager::Client::new(secrets_manager),
+            ssm_endpoint: endpoint("SSM", "ssm"),
+            secrets_manager_endpoint: endpoint("SECRETS_MANAGER", "secretsmanager"),
+            client: https_client(crate::aws::Roots::from_lookup(&lookup)),
+            region,
+            env: Box::new(lookup),
         }
     }
+
+    /// One JSON API call; `Err` names the status and the service's error type and message
+    /// (which name a parameter or secret at most, never a value).
+    async fn call(&self, endpoint: &str, service: &str, target: &str, body: &Value) -> Result<Value, String> {
+        let mut last = String::new();
+        for _ in 0..ATTEMPTS {
+            match self.call_once(endpoint, service, target, body).await {
+                Ok(value) => return Ok(value),
+                Err((retryable, e)) if retryable => last = e,
+                Err((_, e)) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    async fn call_once(
+        &self,
+        endpoint: &str,
+        service: &str,
+        target: &str,
+        body: &Value,
+    ) -> Result<Value, (bool, String)> {
+        let fatal = |e: String| (false, e);
+        let body = serde_json::to_vec(body).map_err(|e| fatal(e.to_string()))?;
+        let uri: http::Uri = format!("{}/", endpoint.trim_end_matches('/'))
+            .parse()
+            .map_err(|e| fatal(format!("bad endpoint {endpoint}: {e}")))?;
+        let host = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
+        let mut request = http::Request::builder()
+            .method("POST")
+            .uri(uri.clone())
+            .header("host", &host)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", target)
+            .body(Full::new(Bytes::from(body.clone())))
+            .map_err(|e| fatal(e.to_string()))?;
+        let env = |name: &str| (self.env)(name).filter(|v| !v.is_empty());
+        let (Some(key), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) else {
+            return Err(fatal("no credentials in the environment (AWS_ACCESS_KEY_ID)".into()));
+        };
+        let identity =
+            aws_credential_types::Credentials::new(key, secret, env("AWS_SESSION_TOKEN"), None, "environment").into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(service)
+            .time(std::time::SystemTime::now())
+            .settings(aws_sigv4::http_request::SigningSettings::default())
+            .build()
+            .map_err(|e| fatal(e.to_string()))?
+            .into();
+        let uri_text = uri.to_string();
+        let headers = [
+            ("host", host.as_str()),
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target),
+        ];
+        let signable = aws_sigv4::http_request::SignableRequest::new(
+            "POST",
+            uri_text.as_str(),
+            headers.into_iter(),
+            aws_sigv4::http_request::SignableBody::Bytes(&body),
+        )
+        .map_err(|e| fatal(e.to_string()))?;
+        let (instructions, _signature) = aws_sigv4::http_request::sign(signable, &params)
+            .map_err(|e| fatal(e.to_string()))?
+            .into_parts();
+        instructions.apply_to_request_http1x(&mut request);
+        let response = self.client.request(request).await.map_err(|e| (true, e.to_string()))?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| (true, format!("reading the response: {e}")))?
+            .to_bytes();
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let kind = value["__type"].as_str().unwrap_or("").rsplit('#').next().unwrap_or("");
+        let message = value["message"].as_str().or(value["Message"].as_str()).unwrap_or("");
+        let retryable = status.is_server_error() || status.as_u16() == 429;
+        Err((retryable, format!("{status} {kind}: {message}")))
+    }
+}
+
+fn https_client(roots: crate::aws::Roots) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>> {
+    // The same trust as the SDK clients (src/aws.rs): Amazon Trust Services only, unless
+    // SSL_CERT_FILE or SSL_CERT_DIR asks for the system store.
+    let builder = match roots {
+        crate::aws::Roots::Amazon => {
+            use rustls::pki_types::{pem::PemObject, CertificateDer};
+            let mut store = rustls::RootCertStore::empty();
+            store
+                .add_parsable_certificates(CertificateDer::pem_slice_iter(crate::aws::AMAZON_TRUST_SERVICES).flatten());
+            let config = rustls::ClientConfig::builder()
+                .with_root_certificates(store)
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+        crate::aws::Roots::System => match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(builder) => builder,
+            Err(e) => {
+                tracing::warn!(error = %e, "no system root certificates; https secret endpoints will fail");
+                let config = rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+            }
+        },
+    };
+    Client::builder(TokioExecutor::new()).build(builder.https_or_http().enable_http1().build())
 }
 
 #[async_trait]
 impl SecretStore for AwsSecretStore {
     async fn parameters(&self, names: &[String]) -> Result<HashMap<String, String>, SecretError> {
+        let body = serde_json::json!({"Names": names, "WithDecryption": true});
         let output = self
-            .ssm
-            .get_parameters()
-            .set_names(Some(names.to_vec()))
-            .with_decryption(true)
-            .send()
+            .call(&self.ssm_endpoint, "ssm", "AmazonSSM.GetParameters", &body)
             .await
-            // The error context names the service's error code and message, never a value.
-            .map_err(|e| SecretError::ParameterStore(aws_sdk_ssm::error::DisplayErrorContext(&e).to_string()))?;
-        Ok(output
-            .parameters()
-            .iter()
-            .filter_map(|p| Some((p.name()?.to_owned(), p.value()?.to_owned())))
+            .map_err(SecretError::ParameterStore)?;
+        Ok(output["Parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p["Name"].as_str()?.to_owned(), p["Value"].as_str()?.to_owned())))
             .collect())
     }
 
     async fn secret_string(&self, id: &str) -> Result<String, SecretError> {
+        let body = serde_json::json!({"SecretId": id});
         let output = self
-            .secrets_manager
-            .get_secret_value()
-            .secret_id(id)
-            .send()
+            .call(
+                &self.secrets_manager_endpoint,
+                "secretsmanager",
+                "secretsmanager.GetSecretValue",
+                &body,
+            )
             .await
-            .map_err(|e| {
-                SecretError::SecretsManager(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())
-            })?;
-        output
-            .secret_string()
+            .map_err(SecretError::SecretsManager)?;
+        output["SecretString"]
+            .as_str()
             .map(str::to_owned)
             .ok_or_else(|| SecretError::BadSecret {
                 id: id.to_owned(),
@@ -537,6 +684,120 @@ mod tests {
         store.set_failing(true);
         tokio::time::advance(Duration::from_secs(61)).await;
         assert!(live.current().await.is_err());
+    }
+
+    /// A fake Parameter Store / Secrets Manager recording what it was sent.
+    async fn fake_aws(answer: Value) -> (String, Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>) {
+        use axum::{extract::State, routing::post, Router};
+        type Seen = Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>;
+        let seen: Seen = Arc::default();
+        let app = Router::new()
+            .route(
+                "/",
+                post(
+                    |State((seen, answer)): State<(Seen, Value)>, headers: axum::http::HeaderMap, body: String| async move {
+                        seen.lock().unwrap().push((headers, body));
+                        axum::Json(answer)
+                    },
+                ),
+            )
+            .with_state((seen.clone(), answer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}"), seen)
+    }
+
+    fn aws_env(endpoint: &str) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+        let vars: HashMap<&str, String> = [
+            ("AWS_REGION", "eu-west-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI".to_owned()),
+            ("AWS_SESSION_TOKEN", "session-token".to_owned()),
+            ("AWS_ENDPOINT_URL_SSM", endpoint.to_owned()),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint.to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[tokio::test]
+    async fn calls_are_signed_json_requests_for_each_service() {
+        let (endpoint, seen) = fake_aws(serde_json::json!({
+            "Parameters": [{"Name": "/p", "Value": "v", "Type": "SecureString"}],
+            "InvalidParameters": [],
+            "SecretString": "{\"JWT_SECRET\": \"s\"}"
+        }))
+        .await;
+        let store = AwsSecretStore::from_lookup(aws_env(&endpoint));
+        let got = store.parameters(&["/p".into()]).await.unwrap();
+        assert_eq!(got.get("/p").map(String::as_str), Some("v"));
+        assert_eq!(store.secret_string("arn:s").await.unwrap(), r#"{"JWT_SECRET": "s"}"#);
+        let seen = seen.lock().unwrap();
+        for ((headers, body), (service, target, expected_body)) in seen.iter().zip([
+            (
+                "ssm",
+                "AmazonSSM.GetParameters",
+                r#"{"Names":["/p"],"WithDecryption":true}"#,
+            ),
+            (
+                "secretsmanager",
+                "secretsmanager.GetSecretValue",
+                r#"{"SecretId":"arn:s"}"#,
+            ),
+        ]) {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+            assert_eq!(header("x-amz-target"), target);
+            assert_eq!(header("content-type"), "application/x-amz-json-1.1");
+            assert_eq!(body, expected_body);
+            let authorization = header("authorization");
+            assert!(
+                authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+                "{authorization}"
+            );
+            assert!(
+                authorization.contains(&format!("/eu-west-1/{service}/aws4_request")),
+                "{authorization}"
+            );
+            for signed in [
+                "content-type",
+                "host",
+                "x-amz-date",
+                "x-amz-target",
+                "x-amz-security-token",
+            ] {
+                assert!(authorization.contains(signed), "{signed} is signed: {authorization}");
+            }
+            assert_eq!(header("x-amz-security-token"), "session-token");
+            assert!(!authorization.contains("wJalrXUtnFEMI"));
+        }
+    }
+
+    #[tokio::test]
+    async fn service_errors_name_the_type_never_a_value() {
+        let (endpoint, _) = fake_aws(serde_json::json!({})).await;
+        // An endpoint answering {} to GetSecretValue: no SecretString.
+        let store = AwsSecretStore::from_lookup(aws_env(&endpoint));
+        assert!(matches!(
+            store.secret_string("s").await,
+            Err(SecretError::BadSecret { .. })
+        ));
+        let no_credentials =
+            AwsSecretStore::from_lookup(move |name: &str| (name == "AWS_ENDPOINT_URL_SSM").then(|| endpoint.clone()));
+        let err = no_credentials.parameters(&["/p".into()]).await.unwrap_err();
+        assert!(err.to_string().contains("no credentials"), "{err}");
+    }
+
+    #[test]
+    fn endpoints_default_to_the_regional_hosts() {
+        let store = AwsSecretStore::from_lookup(|name: &str| (name == "AWS_REGION").then(|| "cn-north-1".into()));
+        assert_eq!(store.ssm_endpoint, "https://ssm.cn-north-1.amazonaws.com.cn");
+        let store = AwsSecretStore::from_lookup(|name: &str| (name == "AWS_REGION").then(|| "eu-west-1".into()));
+        assert_eq!(
+            store.secrets_manager_endpoint,
+            "https://secretsmanager.eu-west-1.amazonaws.com"
+        );
     }
 
     #[test]

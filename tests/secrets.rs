@@ -1,5 +1,5 @@
 //! Secrets from SSM Parameter Store and Secrets Manager (moto server, as scripts/test.sh starts
-//! it), read through the same SDK configuration and endpoint overrides the Lambda binary uses
+//! it), read by the signed calls the Lambda binary makes, with its endpoint overrides
 //! (`AWS_ENDPOINT_URL_SSM`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`), and decided by the authorizer.
 
 use std::collections::HashMap;
@@ -17,7 +17,8 @@ fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Clients for seeding moto, and the store the hub reads with: both from `wshub::aws`.
+/// SDK clients for seeding moto (from `wshub::aws`), and the store the hub reads with, configured
+/// from the same environment as the binary's.
 fn clients() -> (aws_sdk_ssm::Client, aws_sdk_secretsmanager::Client, AwsSecretStore) {
     assert!(
         process_env("AWS_ENDPOINT_URL_SSM").is_some() && process_env("AWS_ENDPOINT_URL_SECRETS_MANAGER").is_some(),
@@ -29,7 +30,7 @@ fn clients() -> (aws_sdk_ssm::Client, aws_sdk_secretsmanager::Client, AwsSecretS
     (
         aws_sdk_ssm::Client::new(&ssm),
         aws_sdk_secretsmanager::Client::new(&secrets_manager),
-        AwsSecretStore::new(&ssm, &secrets_manager),
+        AwsSecretStore::from_lookup(process_env),
     )
 }
 
