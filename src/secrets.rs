@@ -627,6 +627,35 @@ mod tests {
         }
     }
 
+    /// Answers each call only once both calls have arrived: a fetch that made them one after
+    /// the other would wait forever.
+    struct BothAtOnce(tokio::sync::Barrier);
+
+    #[async_trait]
+    impl SecretStore for BothAtOnce {
+        async fn parameters(&self, names: &[String]) -> Result<HashMap<String, String>, SecretError> {
+            self.0.wait().await;
+            Ok(names.iter().map(|n| (n.clone(), "alice=t".to_owned())).collect())
+        }
+        async fn secret_string(&self, _: &str) -> Result<String, SecretError> {
+            self.0.wait().await;
+            Ok(r#"{"JWT_SECRET": "s"}"#.into())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn parameter_store_and_secrets_manager_are_asked_concurrently() {
+        // One round trip at cold start, not two: with sequential calls this ends in Timeout.
+        let store = BothAtOnce(tokio::sync::Barrier::new(2));
+        let values = fetch(&store, &sources(&[("AUTH_TOKENS", "/t")], Some("s")))
+            .await
+            .unwrap();
+        assert_eq!(
+            (values.get("AUTH_TOKENS"), values.get("JWT_SECRET")),
+            (Some("alice=t"), Some("s"))
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_stalled_fetch_ends_at_the_timeout_and_denies() {
         let mut s = sources(&[("AUTH_TOKENS", "/p")], Some("s"));
