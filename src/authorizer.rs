@@ -190,6 +190,7 @@ pub async fn authorize(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
             )
         }
         Err((source, reason)) => {
+            crate::metrics::add(crate::metrics::Metric::ConnectsDenied, 1);
             if reason == AuthError::NotConfigured {
                 tracing::error!(connection_id, "{reason}");
             } else {
@@ -203,6 +204,20 @@ pub async fn authorize(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
             )
         }
     }
+}
+
+/// The Deny answer when the secrets could not be read (fail closed): `reason` is logged, and
+/// carries no value.
+pub fn deny_unavailable(req: &AuthorizerRequest, reason: &crate::secrets::SecretError) -> Value {
+    let connection_id = req.request_context.connection_id.as_deref().unwrap_or("-");
+    tracing::error!(connection_id, reason = %reason, "connection denied: the secrets are unavailable");
+    crate::metrics::add(crate::metrics::Metric::ConnectsDenied, 1);
+    policy(
+        "unauthorized",
+        IamPolicyEffect::Deny,
+        &req.method_arn,
+        Value::Object(Default::default()),
+    )
 }
 
 fn policy(principal: &str, effect: IamPolicyEffect, method_arn: &str, context: Value) -> Value {

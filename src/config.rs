@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::auth::{AuthConfig, AuthConfigError};
+use crate::secrets::{self, SecretSources};
 use crate::topics::{self, TopicAccess};
 
 /// A little over API Gateway's 2-hour connection limit, so a row outlives its socket
@@ -65,6 +66,11 @@ pub struct Config {
     /// `PUBLISH_KEYS`: SHA-256 digests of the publisher keys `POST /publish` accepts in
     /// `Authorization: Bearer` (the keys themselves are not kept).
     pub publish_keys: Vec<[u8; 32]>,
+    /// `AUTH_TOKENS_PARAMETER`, `JWT_SECRET_PARAMETER`, `PUBLISH_KEYS_PARAMETER`,
+    /// `SECRETS_MANAGER_SECRET_ID`, `SECRETS_MAX_AGE_SECONDS`, `SECRETS_TIMEOUT_MS`
+    /// ([`crate::secrets`]). With a source configured, read [`crate::hub::Hub::credentials`]
+    /// for the credentials and publisher keys in force (the fetched values).
+    pub secrets: SecretSources,
 }
 
 /// Publisher keys: comma-separated, each 16-4096 bytes without spaces, so a key is never a
@@ -184,6 +190,7 @@ impl Config {
                 });
             }
         }
+        let secrets = secret_sources(&get)?;
         let auth = AuthConfig::with_jwks(
             get("AUTH_TOKENS").as_deref(),
             get("JWT_SECRET").as_deref(),
@@ -230,8 +237,45 @@ impl Config {
             topic_access,
             history,
             publish_keys,
+            secrets,
         })
     }
+}
+
+/// The secret sources; a key set both in the environment and by its parameter is refused, so
+/// nobody wonders which one is in force.
+fn secret_sources(get: &impl Fn(&str) -> Option<String>) -> Result<SecretSources, ConfigError> {
+    let mut sources = SecretSources::default();
+    for (key, variable) in secrets::KEYS.into_iter().zip(secrets::PARAMETER_VARIABLES) {
+        let Some(name) = get(variable) else { continue };
+        if get(key).is_some() {
+            return Err(ConfigError::Invalid {
+                name: variable,
+                reason: format!("{key} is set too; set one of them"),
+            });
+        }
+        // Parameter names: letters, digits and . - _ / (AWS Systems Manager User Guide,
+        // "Requirements and constraints for parameter names"), at most 2048 characters with a path.
+        let valid = name.len() <= 2048
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'));
+        if !valid {
+            return Err(ConfigError::Invalid {
+                name: variable,
+                reason: "a parameter name has only letters, digits and . - _ /".into(),
+            });
+        }
+        sources.parameters.push((key, name));
+    }
+    sources.secret_id = get(secrets::SECRET_ID_VARIABLE);
+    if let Some(seconds) = parse_number(get("SECRETS_MAX_AGE_SECONDS"), "SECRETS_MAX_AGE_SECONDS")? {
+        sources.max_age = Duration::from_secs(seconds);
+    }
+    if let Some(ms) = parse_number(get("SECRETS_TIMEOUT_MS"), "SECRETS_TIMEOUT_MS")? {
+        sources.timeout = Duration::from_millis(ms);
+    }
+    Ok(sources)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -367,6 +411,46 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("JWT_JWKS_URL"));
+    }
+
+    #[test]
+    fn secret_sources() {
+        let c = config(&[("CONNECTIONS_TABLE", "t"), ("PUBLISH_KEYS", "publisher-key-k1-0123")]).unwrap();
+        assert!(!c.secrets.is_configured());
+        assert_eq!(c.publish_keys, [crate::auth::sha256(b"publisher-key-k1-0123")]);
+        assert_eq!(c.secrets.max_age, Duration::from_secs(secrets::DEFAULT_MAX_AGE_SECONDS));
+        let c = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("JWT_SECRET_PARAMETER", "/wshub/jwt"),
+            ("PUBLISH_KEYS_PARAMETER", "/wshub/publish"),
+            ("SECRETS_MANAGER_SECRET_ID", "wshub/prod"),
+            ("SECRETS_MAX_AGE_SECONDS", "60"),
+            ("SECRETS_TIMEOUT_MS", "500"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.secrets.parameters,
+            [
+                ("JWT_SECRET", "/wshub/jwt".into()),
+                ("PUBLISH_KEYS", "/wshub/publish".into())
+            ]
+        );
+        assert_eq!(c.secrets.secret_id.as_deref(), Some("wshub/prod"));
+        assert_eq!(
+            (c.secrets.max_age, c.secrets.timeout),
+            (Duration::from_secs(60), Duration::from_millis(500))
+        );
+        let err = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("AUTH_TOKENS", "a"),
+            ("AUTH_TOKENS_PARAMETER", "/p"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("AUTH_TOKENS_PARAMETER"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("JWT_SECRET_PARAMETER", "a b")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET_PARAMETER"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("SECRETS_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("SECRETS_TIMEOUT_MS"), "{err}");
     }
 
     #[test]

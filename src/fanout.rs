@@ -240,6 +240,7 @@ impl Fanout<'_> {
         exclude: Option<&str>,
         now: i64,
     ) -> Report {
+        let started = Instant::now();
         let pages = match audience {
             Audience::Connection(id) => stream::iter([Ok(vec![id])]).boxed(),
             Audience::Group(group) => prefetched(self.store.members(group, now)),
@@ -272,6 +273,7 @@ impl Fanout<'_> {
                 }
             }
         }
+        crate::metrics::record_fanout(report.delivered, report.gone, report.failed, started.elapsed());
         report
     }
 
@@ -286,6 +288,7 @@ impl Fanout<'_> {
     /// who did not get it. Nothing new starts once the deadline is near; posts in flight may
     /// finish until the deadline itself.
     pub async fn deliver_ids(&self, endpoint: &str, ids: Vec<String>, frame: &[u8]) -> (Report, Leftover) {
+        let started = Instant::now();
         let window = &Window::new(self.concurrency);
         let stop = self.stop_at();
         let mut report = Report::default();
@@ -332,6 +335,7 @@ impl Fanout<'_> {
             }
         }
         leftover.unsent.extend(pending);
+        crate::metrics::record_fanout(report.delivered, report.gone, report.failed, started.elapsed());
         (report, leftover)
     }
 
@@ -351,6 +355,9 @@ impl Fanout<'_> {
             }
             let sent = self.notifier.send(endpoint, connection_id, frame).await;
             slot.throttled = Some(matches!(sent, Err(NotifyError::Throttled)));
+            if slot.throttled == Some(true) {
+                crate::metrics::add(crate::metrics::Metric::Throttled, 1);
+            }
             drop(slot);
             let error = match sent {
                 Ok(()) => return Outcome::Delivered,

@@ -305,6 +305,7 @@ async fn run(
                 return Err(RecordError::Enqueue(e.to_string()));
             }
             tracing::info!(jobs, "rest of the audience handed to the queue");
+            crate::metrics::add(crate::metrics::Metric::ShardHandOffs, jobs as u64);
         }
         // 3. Post what was listed.
         let batch = std::mem::take(&mut ids);
@@ -332,10 +333,12 @@ async fn run(
             if !leftover.failed.is_empty() {
                 bodies.extend(job.with_ids(leftover.failed.clone(), retry_attempt));
             }
+            let jobs = bodies.len();
             queue.send(bodies).await.map_err(|e| {
                 tracing::error!(error = %e, "could not hand on undelivered connections");
                 RecordError::Enqueue(e.to_string())
             })?;
+            crate::metrics::add(crate::metrics::Metric::ShardHandOffs, jobs as u64);
             tracing::info!(
                 unsent = leftover.unsent.len(),
                 failed = leftover.failed.len(),

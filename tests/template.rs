@@ -218,6 +218,12 @@ fn iam_grants_only_what_the_code_calls() {
         "PRESENCE_TTL_SECONDS",
         "PUSH_QUEUE_URL",
         "SHARD_THRESHOLD",
+        "AUTH_TOKENS_PARAMETER",
+        "JWT_SECRET_PARAMETER",
+        "PUBLISH_KEYS_PARAMETER",
+        "SECRETS_MANAGER_SECRET_ID",
+        "SECRETS_MAX_AGE_SECONDS",
+        "STAGE_NAME",
     ] {
         assert!(env.contains_key(name), "{name} missing from the function environment");
     }
@@ -392,4 +398,255 @@ fn the_publish_route_is_iam_authorized_by_default() {
         .unwrap();
     let source = serde_norway::to_string(&permission["SourceArn"]).unwrap();
     assert!(source.contains("${HttpApi}/*/POST/publish"), "{source}");
+}
+
+/// The branch taken when `condition` holds, for `!If [condition, value, !Ref AWS::NoValue]`.
+fn if_branch<'a>(v: &'a Value, condition: &str) -> &'a Value {
+    match v {
+        Value::Tagged(t) if t.tag == "If" => {
+            let parts = t.value.as_sequence().unwrap();
+            assert_eq!(parts[0].as_str(), Some(condition), "{v:?}");
+            assert_eq!(ref_target(&parts[2]), Some("AWS::NoValue"), "{v:?}");
+            &parts[1]
+        }
+        other => panic!("expected !If [{condition}, ..., !Ref AWS::NoValue], got {other:?}"),
+    }
+}
+
+/// The template of `!Sub "..."`.
+fn sub_text(v: &Value) -> &str {
+    match v {
+        Value::Tagged(t) if t.tag == "Sub" => t.value.as_str().unwrap(),
+        other => panic!("expected !Sub, got {other:?}"),
+    }
+}
+
+#[test]
+fn secrets_are_readable_exactly_and_only_as_configured() {
+    let t = template();
+    let env = t["Resources"]["HubFunction"]["Properties"]["Environment"]["Variables"]
+        .as_mapping()
+        .unwrap();
+    for (variable, parameter) in [
+        ("AUTH_TOKENS_PARAMETER", "AuthTokensParameter"),
+        ("JWT_SECRET_PARAMETER", "JwtSecretParameter"),
+        ("PUBLISH_KEYS_PARAMETER", "PublishKeysParameter"),
+        ("SECRETS_MANAGER_SECRET_ID", "SecretsManagerSecretArn"),
+        ("SECRETS_MAX_AGE_SECONDS", "SecretsMaxAgeSeconds"),
+    ] {
+        assert_eq!(ref_target(&env[variable]), Some(parameter), "{variable}");
+        assert!(t["Parameters"].get(parameter).is_some(), "{parameter}");
+    }
+    assert_eq!(
+        wshub::secrets::PARAMETER_VARIABLES,
+        [
+            "AUTH_TOKENS_PARAMETER",
+            "JWT_SECRET_PARAMETER",
+            "PUBLISH_KEYS_PARAMETER"
+        ]
+    );
+    let policy = &t["Resources"]["SecretsReadPolicy"];
+    assert_eq!(policy["Type"].as_str(), Some("AWS::IAM::Policy"));
+    assert_eq!(policy["Condition"].as_str(), Some("ReadsSecrets"));
+    let roles = policy["Properties"]["Roles"].as_sequence().unwrap();
+    assert_eq!(roles.len(), 1);
+    assert_eq!(
+        ref_target(&roles[0]),
+        Some("HubFunctionRole"),
+        "the hub function's role only"
+    );
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(statements.len(), 3);
+
+    // Parameter Store: GetParameters (the one call src/secrets.rs makes) on the named parameters.
+    let ssm = if_branch(&statements[0], "HasSecretParameters");
+    assert_eq!(ssm["Effect"].as_str(), Some("Allow"));
+    assert_eq!(ssm["Action"].as_str(), Some("ssm:GetParameters"));
+    let resources = ssm["Resource"].as_sequence().unwrap();
+    let expected = [
+        ("HasAuthTokensParameter", "AuthTokensParameter"),
+        ("HasJwtSecretParameter", "JwtSecretParameter"),
+        ("HasPublishKeysParameter", "PublishKeysParameter"),
+    ];
+    assert_eq!(resources.len(), expected.len());
+    for (resource, (condition, parameter)) in resources.iter().zip(expected) {
+        assert_eq!(
+            sub_text(if_branch(resource, condition)),
+            format!("arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter${{{parameter}}}")
+        );
+        // A path name (leading /) makes that ARN exact; nothing else is accepted.
+        let pattern = t["Parameters"][parameter]["AllowedPattern"].as_str().unwrap();
+        assert_eq!(pattern, "^((/[A-Za-z0-9_.-]+)+)?$", "{parameter}");
+    }
+
+    // Secrets Manager: GetSecretValue on the one secret, by its full ARN.
+    let sm = if_branch(&statements[1], "HasSecretsManagerSecret");
+    assert_eq!(sm["Action"].as_str(), Some("secretsmanager:GetSecretValue"));
+    assert_eq!(ref_target(&sm["Resource"]), Some("SecretsManagerSecretArn"));
+    assert!(t["Parameters"]["SecretsManagerSecretArn"]["AllowedPattern"]
+        .as_str()
+        .unwrap()
+        .contains(":secretsmanager:"));
+
+    // KMS: Decrypt with the given key, only through Parameter Store and Secrets Manager.
+    let kms = if_branch(&statements[2], "DecryptsSecrets");
+    assert_eq!(kms["Action"].as_str(), Some("kms:Decrypt"));
+    assert_eq!(ref_target(&kms["Resource"]), Some("SecretsKmsKeyArn"));
+    let via: Vec<&str> = kms["Condition"]["StringEquals"]["kms:ViaService"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(sub_text)
+        .collect();
+    assert_eq!(
+        via,
+        [
+            "ssm.${AWS::Region}.${AWS::URLSuffix}",
+            "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"
+        ]
+    );
+    // Nothing else anywhere grants these services.
+    let text = format!("{:?}", t["Resources"]);
+    assert_eq!(text.matches("\"ssm:").count(), 1, "one Parameter Store action");
+    assert_eq!(
+        text.matches("\"secretsmanager:").count(),
+        1,
+        "one Secrets Manager action"
+    );
+    assert_eq!(text.matches("\"kms:Decrypt").count(), 1, "one KMS action");
+}
+
+/// Every (namespace, metric name) a CloudWatch alarm names, directly or in metric math.
+fn alarm_metrics(t: &Value) -> Vec<(String, &str, String)> {
+    let mut found = Vec::new();
+    for (name, props) in resources_of_type(t, "AWS::CloudWatch::Alarm") {
+        if let Some(metric) = props.get("MetricName") {
+            found.push((
+                name.to_owned(),
+                props["Namespace"].as_str().unwrap(),
+                metric.as_str().unwrap().to_owned(),
+            ));
+        }
+        for query in props.get("Metrics").and_then(Value::as_sequence).into_iter().flatten() {
+            if let Some(stat) = query.get("MetricStat") {
+                found.push((
+                    name.to_owned(),
+                    stat["Metric"]["Namespace"].as_str().unwrap(),
+                    stat["Metric"]["MetricName"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// The dashboard's widgets as JSON, with every `${...}` of its `!Sub` replaced.
+fn dashboard(t: &Value) -> serde_json::Value {
+    let body = sub_text(&t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]);
+    let mut text = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        text.push_str(&rest[..start]);
+        let end = rest[start..].find('}').unwrap() + start;
+        text.push_str("SUBSTITUTED");
+        rest = &rest[end + 1..];
+    }
+    text.push_str(rest);
+    serde_json::from_str(&text).expect("the dashboard body is JSON once substituted")
+}
+
+/// (namespace, metric, stat) of every line of every dashboard widget.
+fn dashboard_metrics(body: &serde_json::Value) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    for widget in body["widgets"].as_array().unwrap() {
+        let props = &widget["properties"];
+        for line in props["metrics"].as_array().unwrap() {
+            let line = line.as_array().unwrap();
+            let options = line.last().filter(|o| o.is_object());
+            let stat = options
+                .and_then(|o| o["stat"].as_str())
+                .or(props["stat"].as_str())
+                .expect("every line has a stat")
+                .to_owned();
+            found.push((
+                line[0].as_str().unwrap().to_owned(),
+                line[1].as_str().unwrap().to_owned(),
+                stat,
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_metric_an_alarm_or_widget_names_is_one_the_code_emits() {
+    let t = template();
+    let emitted: BTreeSet<&str> = wshub::metrics::names().collect();
+    let alarms = alarm_metrics(&t);
+    let widgets = dashboard_metrics(&dashboard(&t));
+    let ours = alarms
+        .iter()
+        .map(|(_, ns, m)| (*ns, m.as_str()))
+        .chain(widgets.iter().map(|(ns, m, _)| (ns.as_str(), m.as_str())))
+        .filter(|(ns, _)| *ns == wshub::metrics::NAMESPACE);
+    let mut named = BTreeSet::new();
+    for (_, metric) in ours {
+        assert!(
+            emitted.contains(metric),
+            "{metric} is named in the template but never emitted"
+        );
+        named.insert(metric);
+    }
+    assert!(named.len() >= 10, "the template uses the metrics: {named:?}");
+    // The alarms the README promises, each behind the operator's switch.
+    let has =
+        |alarm: &str, ns: &str, metric: &str| alarms.iter().any(|(a, n, m)| a == alarm && *n == ns && m == metric);
+    assert!(has(
+        "DeadLetterQueueAlarm",
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible"
+    ));
+    assert!(has("FunctionErrorsAlarm", "AWS/Lambda", "Errors"));
+    assert!(has("FunctionThrottlesAlarm", "AWS/Lambda", "Throttles"));
+    for m in ["Delivered", "Gone", "Throttled", "FailedPosts"] {
+        assert!(
+            has("ThrottledPostsAlarm", "wshub", m) && has("FailedPostsAlarm", "wshub", m),
+            "{m}"
+        );
+    }
+    assert!(has("DeniedConnectsAlarm", "wshub", "ConnectsDenied"));
+    for (name, props) in resources_of_type(&t, "AWS::CloudWatch::Alarm") {
+        let condition = t["Resources"][name]["Condition"].as_str();
+        assert!(
+            matches!(condition, Some("AlarmsEnabled" | "DeniedConnectsAlarmEnabled")),
+            "{name} must follow CreateAlarms"
+        );
+        assert!(props.get("AlarmActions").is_some(), "{name} notifies");
+        // Our metrics are read by the stage-only dimension set the code emits.
+        let text = format!("{props:?}");
+        if text.contains("\"wshub\"") {
+            assert!(text.contains(wshub::metrics::STAGE_DIMENSION), "{name}");
+        }
+    }
+    // The dashboard: connects, pushes, post outcomes, fan-out p50/p99, DLQ depth, function
+    // duration and errors.
+    let widget =
+        |ns: &str, metric: &str, stat: &str| widgets.iter().any(|w| w == &(ns.into(), metric.into(), stat.into()));
+    assert!(widget("wshub", "Connects", "Sum"));
+    assert!(widget("wshub", "FanoutRecipients", "SampleCount"), "pushes");
+    for m in ["Delivered", "Gone", "Throttled", "FailedPosts"] {
+        assert!(widget("wshub", m, "Sum"), "{m}");
+    }
+    assert!(widget("wshub", "FanoutDuration", "p50") && widget("wshub", "FanoutDuration", "p99"));
+    assert!(widget("AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum"));
+    assert!(widget("AWS/Lambda", "Duration", "p99") && widget("AWS/Lambda", "Errors", "Sum"));
+    // One topic for notifications, created only with an e-mail address.
+    let topics = resources_of_type(&t, "AWS::SNS::Topic");
+    assert_eq!(topics.len(), 1);
+    assert_eq!(
+        t["Resources"]["AlarmTopic"]["Condition"].as_str(),
+        Some("CreateAlarmTopic")
+    );
 }

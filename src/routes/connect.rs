@@ -44,6 +44,7 @@ pub async fn handle(ctx: &RouteContext<'_>) -> ApiGatewayProxyResponse {
         }
     }
     tracing::info!(user_id, "connected");
+    crate::metrics::add(crate::metrics::Metric::Connects, 1);
     let mut response = status(200);
     // A browser that offered subprotocols drops the socket unless one is accepted. The
     // authorizer chose one that is not the token; accept it only if it was really offered.
