@@ -266,3 +266,86 @@ async fn sharded_broadcast_through_sqs_reaches_everyone_once() {
     assert_eq!(seen.len(), 120);
     assert!(seen.values().all(|n| *n == 1), "exactly once each");
 }
+
+/// Runs a closure on the calling thread just before the first request of one operation, so a
+/// test can commit another writer's request at an exact point of a store method.
+struct Before {
+    operation: &'static str,
+    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for Before {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Before({})", self.operation)
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for Before {
+    fn name(&self) -> &'static str {
+        "test::Before"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
+        let input = context.input();
+        let is = match self.operation {
+            "BatchWriteItem" => input.downcast_ref::<BatchWriteItemInput>().is_some(),
+            other => panic!("no hook for {other}"),
+        };
+        if is {
+            if let Some(hook) = self.hook.lock().unwrap().take() {
+                hook();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Issue 11 item 12: a `subscribe` that commits after `remove_connection` listed the
+/// connection's items (just before their batch delete) must not survive as an orphan. The
+/// subscribe runs, to completion, inside the removal at exactly that point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn a_subscribe_committing_during_a_removal_leaves_no_orphan() {
+    use wshub::store::{Connection, Group, StoreError};
+    let plain = fresh_table().await;
+    let now = 1_800_000_000;
+    let c = Connection {
+        connection_id: "racing".into(),
+        user_id: "u".into(),
+        connected_at: 0,
+        source_ip: None,
+        ttl: now + 3600,
+    };
+    plain.put_connection(&c).await.unwrap();
+    plain.subscribe("racing", "first", now + 3600, now).await.unwrap();
+    let outcome = Arc::new(std::sync::Mutex::new(None));
+    let (writer, seen) = (plain.clone(), outcome.clone());
+    let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
+        // The removal's task is blocked here: subscribe from another thread and wait for it.
+        let result = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(writer.subscribe("racing", "late", now + 3600, now))
+        })
+        .join()
+        .unwrap();
+        *seen.lock().unwrap() = Some(result);
+    });
+    let before = Before {
+        operation: "BatchWriteItem",
+        hook: std::sync::Mutex::new(Some(hook)),
+    };
+    let config = plain.client().config().to_builder().interceptor(before).build();
+    let hooked = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), plain.table());
+    hooked.remove_connection("racing").await.unwrap();
+    let late = outcome.lock().unwrap().take().expect("the subscribe ran inside the removal");
+    assert_eq!(late, Err(StoreError::NotConnected("racing".into())));
+    for topic in ["first", "late"] {
+        let (members, _) = wshub::store::contract::collect(&plain, Group::Topic(topic.into()), now).await;
+        assert!(members.is_empty(), "orphan subscription in {topic}: {members:?}");
+    }
+}

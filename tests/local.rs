@@ -635,6 +635,21 @@ impl ConnectionStore for BrokenStore {
     async fn remove_connection(&self, id: &str) -> Result<(), wshub::store::StoreError> {
         self.0.remove_connection(id).await
     }
+    async fn remove_connection_older_than(&self, id: &str, before: i64) -> Result<bool, wshub::store::StoreError> {
+        self.0.remove_connection_older_than(id, before).await
+    }
+    async fn claim_job(&self, key: &str, by: &str, ttl: i64) -> Result<bool, wshub::store::StoreError> {
+        self.0.claim_job(key, by, ttl).await
+    }
+    async fn take_send_token(
+        &self,
+        id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst: u32,
+    ) -> Result<bool, wshub::store::StoreError> {
+        self.0.take_send_token(id, now_ms, interval_ms, burst).await
+    }
     async fn subscribe(&self, id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), wshub::store::StoreError> {
         self.0.subscribe(id, topic, ttl, now).await
     }

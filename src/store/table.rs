@@ -6,6 +6,10 @@
 //! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, ttl  |
 //! | subscription  | `CONN#<connId>` | `TOPIC#<t>`   | connectionId, topic, ttl                           |
 //! | presence      | `USER#<userId>` | `PRESENCE`    | lastActiveAt, ttl                                  |
+//! | job claim     | `JOB#<key>`     | `CLAIM`       | claimedBy, ttl                                     |
+//!
+//! The connection item also carries `sendTat` once its client sends (the send rate limit's
+//! theoretical arrival time, epoch ms; see [`crate::store::ConnectionStore::take_send_token`]).
 //!
 //! GSIs are sparse: only connection items carry `userId`, only subscription items carry `topic`.
 //! The presence item must never carry `userId`, `topic` or `connectionId`: with them it would
@@ -33,6 +37,11 @@ pub const META: &str = "META";
 /// Epoch milliseconds of the user's latest connect or disconnect.
 pub const LAST_ACTIVE_AT: &str = "lastActiveAt";
 pub const PRESENCE: &str = "PRESENCE";
+/// A shard job's claim: which SQS message holds it ([`crate::shard`]).
+pub const CLAIM: &str = "CLAIM";
+pub const CLAIMED_BY: &str = "claimedBy";
+/// The send rate limit's state on the connection item.
+pub const SEND_TAT: &str = "sendTat";
 pub const BY_USER: &str = "byUser";
 pub const BY_TOPIC: &str = "byTopic";
 
@@ -47,6 +56,10 @@ pub fn user_pk(user_id: &str) -> String {
 
 pub fn user_of_pk(pk: &str) -> Option<&str> {
     pk.strip_prefix("USER#")
+}
+
+pub fn job_pk(job_key: &str) -> String {
+    format!("JOB#{job_key}")
 }
 
 pub fn topic_sk(topic: &str) -> String {
