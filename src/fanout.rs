@@ -186,6 +186,17 @@ fn prefetched(mut pages: crate::store::Pages) -> crate::store::Pages {
     .boxed()
 }
 
+/// A 410 removes a connection only if it connected longer ago than this: API Gateway answers
+/// 410 while `$connect` runs, and its integration may take up to the 29 s integration timeout.
+pub const GONE_GRACE: Duration = Duration::from_secs(30);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Stop starting posts this long before the deadline, so the posts in flight can finish and
 /// the rest be handed on; a fifth of the time left when that is shorter.
 const STOP_MARGIN: Duration = Duration::from_secs(2);
@@ -336,10 +347,19 @@ impl Fanout<'_> {
                 Err(NotifyError::Gone) => {
                     // A closed socket whose $disconnect never ran: remove its rows so nobody
                     // posts to it again. Failing to remove is logged; the TTL is the backstop.
-                    if let Err(e) = self.store.remove_connection(connection_id).await {
-                        tracing::warn!(connection_id, error = %e, "could not remove stale connection");
+                    // API Gateway also answers 410 until the `$connect` integration has
+                    // returned (AWS Knowledge Center, "How do I troubleshoot 410 GoneException
+                    // errors...": "a message was posted ... before the connection was
+                    // established"; API Gateway Developer Guide, "$connect and $disconnect
+                    // routes": until the $connect integration completes "the upgrade request
+                    // is pending"), so a row younger than that grace is a connection still
+                    // being established: it is kept (a conditional delete on `connectedAt`).
+                    let cut_off = now_ms() - GONE_GRACE.as_millis() as i64;
+                    match self.store.remove_connection_older_than(connection_id, cut_off).await {
+                        Ok(true) => tracing::info!(connection_id, "connection gone (410); removed"),
+                        Ok(false) => tracing::info!(connection_id, "410 from a connection still in $connect; kept"),
+                        Err(e) => tracing::warn!(connection_id, error = %e, "could not remove stale connection"),
                     }
-                    tracing::info!(connection_id, "connection gone (410); removed");
                     return Outcome::Gone;
                 }
                 Err(e) => e,
@@ -422,6 +442,42 @@ mod tests {
             store.get_connection("d", 0).await.unwrap().is_none(),
             "410 removes the stale connection"
         );
+    }
+
+    /// Issue 11 item 11: a 410 from a connection whose `$connect` is still running (its row is
+    /// seconds old) must not delete it; an old row answering 410 is stale and goes.
+    #[tokio::test]
+    async fn a_410_keeps_a_connection_younger_than_the_grace_and_removes_an_old_one() {
+        let store = MemoryStore::new();
+        for (id, connected_at) in [("young", now_ms()), ("old", now_ms() - GONE_GRACE.as_millis() as i64 - 1)] {
+            let c = Connection {
+                connection_id: id.into(),
+                user_id: "u".into(),
+                connected_at,
+                source_ip: None,
+                ttl: i64::MAX,
+            };
+            store.put_connection(&c).await.unwrap();
+            store.subscribe(id, "t", i64::MAX, 0).await.unwrap();
+        }
+        let notifier = MemoryNotifier::new();
+        notifier.mark_gone("young");
+        notifier.mark_gone("old");
+        let retry = fast_retry();
+        let fanout = Fanout {
+            store: &store,
+            notifier: &notifier,
+            retry: &retry,
+            concurrency: 2,
+            deadline: None,
+        };
+        let report = fanout
+            .deliver("http://x", Audience::Group(Group::Topic("t".into())), b"hi", None, 0)
+            .await;
+        assert_eq!((report.gone, report.failed), (2, 0));
+        let young = store.get_connection("young", 0).await.unwrap().expect("the young row is kept");
+        assert_eq!(young.topics, ["t"]);
+        assert!(store.get_connection("old", 0).await.unwrap().is_none(), "the stale row goes");
     }
 
     #[tokio::test]
