@@ -193,7 +193,14 @@ async fn try_deliver(hub: &Hub, record: &SqsMessage, deadline: Option<Instant>) 
     let body = record.body.as_deref().unwrap_or("");
     // Shard jobs: a part of a large push that another invocation handed on.
     if let Some(job) = Job::from_body(body).map_err(RecordError::Malformed)? {
-        return shard::deliver_job(hub, endpoint(hub)?, job, deadline).await;
+        let endpoint = endpoint(hub)?;
+        // A job enqueued twice (a hand-off that failed part-way, then redelivered) runs once.
+        if let Some(message_id) = record.message_id.as_deref().filter(|m| !m.is_empty()) {
+            if !shard::claim(hub, &job, message_id).await? {
+                return Ok(());
+            }
+        }
+        return shard::deliver_job(hub, endpoint, job, deadline).await;
     }
     let (request, event_id) = parse_body(body).map_err(RecordError::Malformed)?;
     deliver(hub, request, event_id.or_else(|| record.message_id.clone()), deadline)

@@ -191,6 +191,41 @@ impl Job {
     }
 }
 
+/// How long a job's claim is kept: SQS's longest message retention (14 days), so no copy of
+/// a job can still be on the queue when its claim expires.
+const CLAIM_TTL_SECONDS: i64 = 14 * 86_400;
+
+/// A job's identity: a hash of its canonical body. A hand-off repeated after a partial failure
+/// enqueues byte-identical bodies, so the copies share it; two different jobs never do (each
+/// cursor and each connection id of a push belongs to exactly one job of it).
+pub fn job_key(job: &Job) -> String {
+    use sha2::{Digest, Sha256};
+    let body = serde_json::to_string(job).unwrap_or_default();
+    let digest = Sha256::digest(body.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Claims `job` for the SQS message `message_id` before it runs: `false` when another message
+/// (a copy enqueued again by a hand-off that failed part-way and was redelivered) holds it,
+/// so the copy is dropped instead of forking the chain. The same message may claim again: that
+/// is SQS redelivering a job that failed. Costs one conditional PutItem per job.
+pub async fn claim(hub: &Hub, job: &Job, message_id: &str) -> Result<bool, RecordError> {
+    let key = job_key(job);
+    let claimed = hub
+        .store
+        .claim_job(&key, message_id, now_secs() + CLAIM_TTL_SECONDS)
+        .await
+        .map_err(|e| RecordError::Incomplete {
+            delivered: 0,
+            failed: 0,
+            store: Some(e),
+        })?;
+    if !claimed {
+        tracing::warn!(job = key, "a copy of this shard job already ran or runs; dropped");
+    }
+    Ok(claimed)
+}
+
 /// The job that starts a sharded push: the whole group, from its start cursors.
 pub fn root(id: &str, group: &Group, data: Value) -> Job {
     let (topic, user_id) = match group {
@@ -424,6 +459,19 @@ mod tests {
 
     /// One invocation on these records; returns the bodies it reported as failed.
     async fn invoke(hub: &Hub, records: Vec<(String, String)>, deadline: Option<Instant>) -> Vec<String> {
+        invoke_messages(hub, records, deadline)
+            .await
+            .into_iter()
+            .map(|(_, body)| body)
+            .collect()
+    }
+
+    /// As [`invoke`], returning the failed records with their message ids.
+    async fn invoke_messages(
+        hub: &Hub,
+        records: Vec<(String, String)>,
+        deadline: Option<Instant>,
+    ) -> Vec<(String, String)> {
         let response = crate::push::handle(hub, &batch(&records), deadline).await.unwrap();
         let failed: Vec<&str> = response
             .batch_item_failures
@@ -433,7 +481,6 @@ mod tests {
         records
             .into_iter()
             .filter(|(id, _)| failed.contains(&id.as_str()))
-            .map(|(_, body)| body)
             .collect()
     }
 
@@ -442,29 +489,21 @@ mod tests {
     /// deadline already past. Failed records go back on the queue.
     async fn drain(s: &Setup, m: usize) -> usize {
         let mut round = 0;
-        let mut seq = 0;
         while !s.queue.is_empty() {
             round += 1;
             assert!(round < 1000, "the queue never drains");
             let mut invocations = Vec::new();
             for i in 0..m {
-                let records: Vec<(String, String)> = s
-                    .queue
-                    .take(2)
-                    .into_iter()
-                    .map(|body| {
-                        seq += 1;
-                        (format!("job-{seq}"), body)
-                    })
-                    .collect();
+                let records = s.queue.take_messages(2);
                 if records.is_empty() {
                     break;
                 }
                 let deadline = (round % 3 == 0 && i == 0).then(Instant::now);
-                invocations.push(invoke(&s.hub, records, deadline));
+                invocations.push(invoke_messages(&s.hub, records, deadline));
             }
+            // SQS redelivers a failed record under its own message id.
             for failed in futures::future::join_all(invocations).await {
-                s.queue.requeue(failed);
+                s.queue.requeue_messages(failed);
             }
         }
         round
@@ -579,6 +618,53 @@ mod tests {
         let got = received(&s.notifier);
         assert_eq!(got.len(), 100);
         assert!(got.values().all(|f| f.len() == 1));
+    }
+
+    /// Issue 11 item 8: the root enqueues one cursor job per Scan segment; when the k-th send
+    /// fails the others are on the queue already, and the redelivered push enqueues them all
+    /// again. Each copy must not start a chain of its own: everyone still gets the push once.
+    #[tokio::test]
+    async fn a_hand_off_failing_at_the_kth_send_does_not_fork_the_chain() {
+        for k in 0..4 {
+            let s = setup(600, 40, true).await;
+            s.queue.fail_body(k);
+            let push = ("push-1".to_string(), r#"{"data":{"n":1}}"#.to_string());
+            let failed = invoke_messages(&s.hub, vec![push.clone()], None).await;
+            assert_eq!(failed, [push.clone()], "k={k}: the record fails");
+            assert_eq!(s.queue.len(), 3, "k={k}: the other jobs went anyway");
+            assert!(s.notifier.sent().is_empty(), "k={k}: nothing posted before the hand-off");
+            // Some of the jobs run before SQS redelivers the push.
+            let early = s.queue.take_messages(2);
+            s.queue.requeue_messages(invoke_messages(&s.hub, early, None).await);
+            s.queue.requeue_messages([push]);
+            drain(&s, 3).await;
+            let got = received(&s.notifier);
+            assert_eq!(got.len(), 600, "k={k}");
+            for (id, frames) in &got {
+                assert_eq!(frames.len(), 1, "k={k}: {id} got the push {} times", frames.len());
+            }
+        }
+    }
+
+    #[test]
+    fn copies_of_a_job_share_its_key_and_other_jobs_do_not() {
+        let job = root("m", &Group::Everyone, json!(1));
+        let a = job.with_cursor(Cursor::default());
+        let copy = Job::from_body(&serde_json::to_string(&a).unwrap()).unwrap().unwrap();
+        assert_eq!(job_key(&a), job_key(&copy));
+        let other_segment = job.with_cursor(Cursor {
+            segment: Some(crate::store::Segment { index: 1, total: 4 }),
+            after: None,
+        });
+        assert_ne!(job_key(&a), job_key(&other_segment));
+        let retry = &job.with_ids(vec!["c1".into()], 1)[0];
+        let first = &job.with_ids(vec!["c1".into()], 0)[0];
+        let (retry, first) = (
+            Job::from_body(retry).unwrap().unwrap(),
+            Job::from_body(first).unwrap().unwrap(),
+        );
+        assert_ne!(job_key(&retry), job_key(&first), "each attempt is a job of its own");
+        assert_eq!(job_key(&a).len(), 32);
     }
 
     #[tokio::test]
