@@ -240,16 +240,39 @@ impl Fanout<'_> {
         let mut report = Report::default();
         let window = &Window::new(self.concurrency);
         let stop = self.stop_at();
+        // Posts started and not yet finished, to count as failed if the deadline cuts them off.
+        let pending = &std::sync::atomic::AtomicUsize::new(0);
         let mut outcomes = ids
             .map(|id| async move {
                 match id {
                     Ok(id) if Some(id.as_str()) == exclude => Ok(Outcome::Skipped),
-                    Ok(id) => Ok(self.post(window, stop, endpoint, &id, frame).await),
+                    Ok(id) => {
+                        pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let outcome = self.post(window, stop, endpoint, &id, frame).await;
+                        pending.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        Ok(outcome)
+                    }
                     Err(e) => Err(e),
                 }
             })
             .buffer_unordered(self.concurrency.max(1));
-        while let Some(outcome) = outcomes.next().await {
+        loop {
+            let next = match self.deadline {
+                Some(deadline) => tokio::select! {
+                    biased;
+                    next = outcomes.next() => next,
+                    // A stalled audience read or post must not hold the invocation past its
+                    // deadline: what is cut off fails the delivery (at least one member).
+                    () = tokio::time::sleep_until(deadline) => {
+                        let cut = pending.load(std::sync::atomic::Ordering::Relaxed).max(1);
+                        tracing::warn!(cut, "deadline reached before the audience was done");
+                        report.failed += cut;
+                        break;
+                    }
+                },
+                None => outcomes.next().await,
+            };
+            let Some(outcome) = next else { break };
             match outcome {
                 Ok(Outcome::Delivered) => report.delivered += 1,
                 Ok(Outcome::Gone) => report.gone += 1,
@@ -339,7 +362,15 @@ impl Fanout<'_> {
             if attempt == 0 && stop.is_some_and(|s| Instant::now() >= s) {
                 return Outcome::Unsent;
             }
-            let sent = self.notifier.send(endpoint, connection_id, frame).await;
+            // No post outlives the deadline: one still in flight then is cut off and counts as
+            // failed (it may have arrived; the record is redelivered or the id handed on).
+            let sent = match self.deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, self.notifier.send(endpoint, connection_id, frame))
+                    .await
+                    .unwrap_or_else(|_| Err(NotifyError::Transport("cut off at the invocation's deadline".into()))),
+                None => self.notifier.send(endpoint, connection_id, frame).await,
+            };
+            let cut_off = self.deadline.is_some_and(|d| Instant::now() >= d);
             slot.throttled = Some(matches!(sent, Err(NotifyError::Throttled)));
             drop(slot);
             let error = match sent {
@@ -366,7 +397,9 @@ impl Fanout<'_> {
             };
             attempt += 1;
             let pause = self.retry.pause(attempt - 1);
-            let out_of_time = self.deadline.is_some_and(|d| Instant::now() + pause >= d);
+            // A retry must fit its pause and its own attempt before the deadline.
+            let attempt_time = self.notifier.attempt_timeout().unwrap_or_default();
+            let out_of_time = cut_off || self.deadline.is_some_and(|d| Instant::now() + pause + attempt_time >= d);
             if !error.is_retryable() || attempt >= self.retry.max_attempts || out_of_time {
                 tracing::warn!(connection_id, attempts = attempt, error = %error, "delivery failed");
                 return Outcome::Failed;

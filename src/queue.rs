@@ -81,6 +81,8 @@ pub struct MemoryQueue {
     /// In the next send, the body at this index fails and the others are enqueued, as when
     /// one of SQS's concurrent SendMessage calls fails.
     partial: Mutex<Option<usize>>,
+    /// The next send never completes, as a stalled endpoint.
+    stall: std::sync::atomic::AtomicBool,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -92,6 +94,11 @@ impl MemoryQueue {
     /// The next `n` sends fail without enqueuing anything.
     pub fn fail_next(&self, n: usize) {
         *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
+    /// The next send never completes.
+    pub fn stall_next(&self) {
+        self.stall.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// In the next send, only the body at index `k` fails; the others are enqueued.
@@ -140,6 +147,9 @@ impl MemoryQueue {
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn send(&self, mut bodies: Vec<String>) -> Result<(), QueueError> {
+        if self.stall.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
         {
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             if *failures > 0 {

@@ -286,7 +286,10 @@ async fn run(
     }
     let group = job.group();
     let threshold = hub.config.shard_threshold.max(1);
-    let fanout = hub.fanout(deadline);
+    // Posts stop HANDOFF_BUDGET before the deadline, so handing on what was not delivered fits
+    // before it too; the hand-offs themselves are cut off at the deadline.
+    let post_deadline = deadline.map(|d| d.checked_sub(HANDOFF_BUDGET).unwrap_or(d).max(Instant::now().min(d)));
+    let fanout = hub.fanout(post_deadline);
     let mut total = Report::default();
     loop {
         // 1. List up to the threshold, one page per cursor at a time (segments in parallel).
@@ -311,7 +314,7 @@ async fn run(
                 .map(|c| serde_json::to_string(&job.with_cursor(c)).unwrap_or_default())
                 .collect();
             let jobs = bodies.len();
-            if let Err(e) = queue.send(bodies).await {
+            if let Err(e) = bounded(deadline, queue.send(bodies)).await {
                 tracing::error!(error = %e, "could not enqueue the rest of the audience");
                 // Before anything was posted a redelivery repeats nothing; after, it is the
                 // reported failure that duplicates may follow.
@@ -345,7 +348,7 @@ async fn run(
             if !leftover.failed.is_empty() {
                 bodies.extend(job.with_ids(leftover.failed.clone(), retry_attempt));
             }
-            queue.send(bodies).await.map_err(|e| {
+            bounded(deadline, queue.send(bodies)).await.map_err(|e| {
                 tracing::error!(error = %e, "could not hand on undelivered connections");
                 RecordError::Enqueue(e.to_string())
             })?;
@@ -372,6 +375,23 @@ async fn run(
         "pushed"
     );
     Ok(())
+}
+
+/// Time kept for the hand-off after posting: one SQS SendMessage attempt (3 s, [`crate::queue`]).
+const HANDOFF_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A hand-off that cannot finish by the deadline fails (the record is redelivered, and the
+/// job claims make the repeated hand-off harmless) instead of outliving the invocation.
+async fn bounded(
+    deadline: Option<Instant>,
+    send: impl std::future::Future<Output = Result<(), crate::queue::QueueError>>,
+) -> Result<(), crate::queue::QueueError> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, send)
+            .await
+            .unwrap_or_else(|_| Err(crate::queue::QueueError("cut off at the invocation's deadline".into()))),
+        None => send.await,
+    }
 }
 
 fn incomplete(report: &Report, unsent: usize, store: Option<StoreError>) -> RecordError {
@@ -644,6 +664,24 @@ mod tests {
                 assert_eq!(frames.len(), 1, "k={k}: {id} got the push {} times", frames.len());
             }
         }
+    }
+
+    /// Issue 11 item 9: a hand-off to a queue that never answers must not hold the invocation
+    /// past its deadline: the record fails by then (paused time: the test itself is instant).
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_hand_off_fails_the_record_by_the_deadline() {
+        let s = setup(600, 40, true).await;
+        s.queue.stall_next();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let body = r#"{"data":"x"}"#.to_string();
+        let failed = tokio::time::timeout(
+            Duration::from_secs(60),
+            invoke(&s.hub, vec![("p".into(), body.clone())], Some(deadline)),
+        )
+        .await
+        .expect("the invocation ends");
+        assert!(Instant::now() <= deadline, "returned after the deadline");
+        assert_eq!(failed, [body], "the record is reported failed, to be redelivered");
     }
 
     #[test]
