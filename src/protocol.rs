@@ -33,6 +33,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The connection is not (or no longer) registered.
     NotConnected,
+    /// `sendmessage` beyond `SEND_RATE_PER_SECOND` (after a burst of `SEND_RATE_BURST`).
+    RateLimited,
     /// A backend failed; the request may be retried.
     Internal,
 }
@@ -63,6 +65,10 @@ pub enum Frame {
         /// Recipients whose delivery failed after retries; omitted when 0.
         #[serde(skip_serializing_if = "is_zero")]
         failed: usize,
+        /// Handed to the push queue rather than delivered inline (a large audience): the
+        /// counts then cover nothing yet; omitted when false.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        queued: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
     },

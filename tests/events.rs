@@ -594,3 +594,22 @@ async fn online_status_fails_closed_without_auth_configuration() {
     let r = f.send(event("http-online-no-token-deny.json")).await;
     assert_eq!(http_reply(&r, 401)["code"], "missing_credentials");
 }
+
+/// Issue 11 item 10: each connection may send `SEND_RATE_PER_SECOND` messages a second after a
+/// burst of `SEND_RATE_BURST`; beyond it `rate_limited`, and nothing is posted. The bucket is
+/// the sender's own (the exact token arithmetic is in the store contract, on both backends).
+#[tokio::test]
+async fn sendmessage_beyond_the_rate_limit_is_refused() {
+    let f = fixture_with(&[("SEND_RATE_PER_SECOND", "1"), ("SEND_RATE_BURST", "2")]);
+    f.connect("A", "alice").await;
+    f.connect("B", "bob").await;
+    f.message("B", "bob", json!({"action": "subscribe", "topic": "room"})).await;
+    let send = || json!({"action": "sendmessage", "topic": "room", "data": "hi"});
+    assert_eq!(f.message("A", "alice", send()).await["recipients"], 1);
+    assert_eq!(f.message("A", "alice", send()).await["recipients"], 1);
+    let refused = f.message("A", "alice", send()).await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    assert_eq!(memory_pushes(&f.notifier, "B").len(), 2);
+    // Another connection has a bucket of its own.
+    assert_eq!(f.message("B", "bob", send()).await["recipients"], 0);
+}

@@ -214,6 +214,8 @@ fn iam_grants_only_what_the_code_calls() {
         "PRESENCE_TTL_SECONDS",
         "PUSH_QUEUE_URL",
         "SHARD_THRESHOLD",
+        "SEND_RATE_PER_SECOND",
+        "SEND_RATE_BURST",
     ] {
         assert!(env.contains_key(name), "{name} missing from the function environment");
     }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{forbidden_topic, RouteContext};
+use super::{forbidden_topic, store_failure, RouteContext};
 use crate::fanout::Audience;
 use crate::protocol::{ErrorCode, Frame, MAX_FRAME_BYTES};
 use crate::store::Group;
@@ -20,6 +20,31 @@ pub async fn handle(ctx: &RouteContext<'_>, topic: Option<String>, data: Value, 
             )
         }
     };
+    // The send bucket lives on the connection's row, so the limit holds across Lambda instances:
+    // one or two conditional UpdateItems (1 WCU each) per sendmessage.
+    let config = &ctx.hub.config;
+    let interval_ms = 1000 / i64::from(config.send_rate_per_second.max(1));
+    let now_ms = now_ms();
+    match ctx
+        .hub
+        .store
+        .take_send_token(ctx.connection_id, now_ms, interval_ms, config.send_rate_burst)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!("sendmessage rate limited");
+            return Frame::error(
+                ErrorCode::RateLimited,
+                format!(
+                    "at most {} messages per second (bursts of {}); retry later",
+                    config.send_rate_per_second, config.send_rate_burst
+                ),
+                id,
+            );
+        }
+        Err(e) => return store_failure(e, id),
+    }
     let Some(endpoint) = ctx.management_endpoint() else {
         tracing::error!("cannot derive the @connections endpoint: set APIGW_MANAGEMENT_ENDPOINT or AWS_REGION");
         return Frame::error(ErrorCode::Internal, "push endpoint is not configured", id);
@@ -69,6 +94,14 @@ pub async fn handle(ctx: &RouteContext<'_>, topic: Option<String>, data: Value, 
         topic,
         recipients: report.delivered,
         failed: report.failed,
+        queued: false,
         id,
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
