@@ -108,19 +108,27 @@ impl Config {
         let shard_threshold = parse_number(get("SHARD_THRESHOLD"), "SHARD_THRESHOLD")?
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_SHARD_THRESHOLD);
-        let send_rate_per_second = parse_number(get("SEND_RATE_PER_SECOND"), "SEND_RATE_PER_SECOND")?
-            .map_or(Ok(DEFAULT_SEND_RATE_PER_SECOND), |n| {
-                u32::try_from(n).ok().filter(|n| *n <= 1000).ok_or(ConfigError::Invalid {
-                    name: "SEND_RATE_PER_SECOND",
-                    reason: format!("expected 1-1000, got {n}"),
-                })
-            })?;
-        let send_rate_burst = parse_number(get("SEND_RATE_BURST"), "SEND_RATE_BURST")?
-            .map_or(Ok(DEFAULT_SEND_RATE_BURST), |n| {
-                u32::try_from(n).ok().filter(|n| *n <= 10_000).ok_or(ConfigError::Invalid {
-                    name: "SEND_RATE_BURST",
-                    reason: format!("expected 1-10000, got {n}"),
-                })
+        let send_rate_per_second = parse_number(get("SEND_RATE_PER_SECOND"), "SEND_RATE_PER_SECOND")?.map_or(
+            Ok(DEFAULT_SEND_RATE_PER_SECOND),
+            |n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 1000)
+                    .ok_or(ConfigError::Invalid {
+                        name: "SEND_RATE_PER_SECOND",
+                        reason: format!("expected 1-1000, got {n}"),
+                    })
+            },
+        )?;
+        let send_rate_burst =
+            parse_number(get("SEND_RATE_BURST"), "SEND_RATE_BURST")?.map_or(Ok(DEFAULT_SEND_RATE_BURST), |n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 10_000)
+                    .ok_or(ConfigError::Invalid {
+                        name: "SEND_RATE_BURST",
+                        reason: format!("expected 1-10000, got {n}"),
+                    })
             })?;
         let jwks_url = get("JWT_JWKS_URL");
         if let Some(url) = &jwks_url {

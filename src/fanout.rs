@@ -399,7 +399,10 @@ impl Fanout<'_> {
             let pause = self.retry.pause(attempt - 1);
             // A retry must fit its pause and its own attempt before the deadline.
             let attempt_time = self.notifier.attempt_timeout().unwrap_or_default();
-            let out_of_time = cut_off || self.deadline.is_some_and(|d| Instant::now() + pause + attempt_time >= d);
+            let out_of_time = cut_off
+                || self
+                    .deadline
+                    .is_some_and(|d| Instant::now() + pause + attempt_time >= d);
             if !error.is_retryable() || attempt >= self.retry.max_attempts || out_of_time {
                 tracing::warn!(connection_id, attempts = attempt, error = %error, "delivery failed");
                 return Outcome::Failed;
@@ -482,7 +485,10 @@ mod tests {
     #[tokio::test]
     async fn a_410_keeps_a_connection_younger_than_the_grace_and_removes_an_old_one() {
         let store = MemoryStore::new();
-        for (id, connected_at) in [("young", now_ms()), ("old", now_ms() - GONE_GRACE.as_millis() as i64 - 1)] {
+        for (id, connected_at) in [
+            ("young", now_ms()),
+            ("old", now_ms() - GONE_GRACE.as_millis() as i64 - 1),
+        ] {
             let c = Connection {
                 connection_id: id.into(),
                 user_id: "u".into(),
@@ -508,9 +514,16 @@ mod tests {
             .deliver("http://x", Audience::Group(Group::Topic("t".into())), b"hi", None, 0)
             .await;
         assert_eq!((report.gone, report.failed), (2, 0));
-        let young = store.get_connection("young", 0).await.unwrap().expect("the young row is kept");
+        let young = store
+            .get_connection("young", 0)
+            .await
+            .unwrap()
+            .expect("the young row is kept");
         assert_eq!(young.topics, ["t"]);
-        assert!(store.get_connection("old", 0).await.unwrap().is_none(), "the stale row goes");
+        assert!(
+            store.get_connection("old", 0).await.unwrap().is_none(),
+            "the stale row goes"
+        );
     }
 
     #[tokio::test]

@@ -328,7 +328,10 @@ async fn a_subscribe_committing_during_a_removal_leaves_no_orphan() {
     let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
         // The removal's task is blocked here: subscribe from another thread and wait for it.
         let result = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(writer.subscribe("racing", "late", now + 3600, now))
         })
         .join()
@@ -342,7 +345,11 @@ async fn a_subscribe_committing_during_a_removal_leaves_no_orphan() {
     let config = plain.client().config().to_builder().interceptor(before).build();
     let hooked = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), plain.table());
     hooked.remove_connection("racing").await.unwrap();
-    let late = outcome.lock().unwrap().take().expect("the subscribe ran inside the removal");
+    let late = outcome
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the subscribe ran inside the removal");
     assert_eq!(late, Err(StoreError::NotConnected("racing".into())));
     for topic in ["first", "late"] {
         let (members, _) = wshub::store::contract::collect(&plain, Group::Topic(topic.into()), now).await;

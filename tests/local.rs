@@ -901,7 +901,10 @@ async fn a_410_during_connect_does_not_delete_the_new_connection() {
         [(StatusCode::GONE, json!({"batchItemFailures": []}))],
         "a post during $connect answers 410; the push counts it as gone, not failed"
     );
-    assert!(hub.stored(&id).await, "the 410 must not delete a connection still in $connect");
+    assert!(
+        hub.stored(&id).await,
+        "the 410 must not delete a connection still in $connect"
+    );
     push(&hub, &json!({"connectionId": id, "data": "later"}).to_string()).await;
     assert_eq!(next_posted(&mut ws).await["data"], "later");
     hub.shutdown().await;

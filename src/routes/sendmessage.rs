@@ -5,6 +5,7 @@ use serde_json::Value;
 use super::{forbidden_topic, store_failure, RouteContext};
 use crate::fanout::Audience;
 use crate::protocol::{ErrorCode, Frame, MAX_FRAME_BYTES};
+use crate::shard;
 use crate::store::Group;
 
 pub async fn handle(ctx: &RouteContext<'_>, topic: Option<String>, data: Value, id: Option<Value>) -> Frame {
@@ -49,6 +50,7 @@ pub async fn handle(ctx: &RouteContext<'_>, topic: Option<String>, data: Value, 
         tracing::error!("cannot derive the @connections endpoint: set APIGW_MANAGEMENT_ENDPOINT or AWS_REGION");
         return Frame::error(ErrorCode::Internal, "push endpoint is not configured", id);
     };
+    let push_data = data.clone();
     let push = Frame::Message {
         topic: topic.clone(),
         data,
@@ -62,6 +64,63 @@ pub async fn handle(ctx: &RouteContext<'_>, topic: Option<String>, data: Value, 
             format!("message frame would exceed {MAX_FRAME_BYTES} bytes"),
             id,
         );
+    }
+    // With a queue, a large audience goes to it like any push; the listed small one is posted
+    // here. Without a message id to name the push by, the queue cannot be used.
+    let message_id = (ctx.request.request_context.message_id.as_deref()).filter(|m| shard::valid_connection_id(m));
+    if let Some(message_id) = message_id.filter(|_| ctx.hub.queue.is_some()) {
+        let handed = shard::client_send(
+            ctx.hub,
+            message_id,
+            group,
+            push_data,
+            ctx.user_id.map(str::to_owned),
+            ctx.connection_id,
+            ctx.deadline,
+        )
+        .await;
+        return match handed {
+            Ok(shard::ClientSend::Queued) => {
+                tracing::info!(topic, "sendmessage handed to the push queue");
+                Frame::Sent {
+                    topic,
+                    recipients: 0,
+                    failed: 0,
+                    queued: true,
+                    id,
+                }
+            }
+            Ok(shard::ClientSend::Small(ids)) => {
+                let (report, leftover) = ctx
+                    .hub
+                    .fanout(ctx.deadline)
+                    .deliver_ids(&endpoint, ids, push.as_bytes())
+                    .await;
+                let failed = report.failed + leftover.unsent.len();
+                tracing::info!(
+                    topic,
+                    delivered = report.delivered,
+                    gone = report.gone,
+                    failed,
+                    "sendmessage"
+                );
+                Frame::Sent {
+                    topic,
+                    recipients: report.delivered,
+                    failed,
+                    queued: false,
+                    id,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sendmessage could not be handed to the queue");
+                Frame::error(
+                    ErrorCode::Internal,
+                    "temporary failure; the message may have reached only some recipients",
+                    id,
+                )
+            }
+        };
     }
     // The sender is told how many got it rather than getting its own message back.
     let report = ctx

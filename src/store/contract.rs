@@ -183,16 +183,25 @@ async fn removal_races_and_claims(store: &dyn ConnectionStore, p: &str, now: i64
     let connected_at = connection("x", "u", 0).connected_at;
     let (young, old, topic) = (format!("{p}r-young"), format!("{p}r-old"), format!("{p}r-topic"));
     for id in [&young, &old] {
-        store.put_connection(&connection(id, &format!("{p}r-user"), live)).await.unwrap();
+        store
+            .put_connection(&connection(id, &format!("{p}r-user"), live))
+            .await
+            .unwrap();
         store.subscribe(id, &topic, live, now).await.unwrap();
     }
     // A 410 racing `$connect`: a row connected at or after the cut-off stays, with its topics.
     assert!(!store.remove_connection_older_than(&young, connected_at).await.unwrap());
     assert!(store.get_connection(&young, now).await.unwrap().is_some());
-    assert!(store.remove_connection_older_than(&old, connected_at + 1).await.unwrap());
+    assert!(store
+        .remove_connection_older_than(&old, connected_at + 1)
+        .await
+        .unwrap());
     assert_eq!(store.get_connection(&old, now).await.unwrap(), None);
     assert_eq!(collect(store, Group::Topic(topic.clone()), now).await.0, set(&[&young]));
-    assert!(store.remove_connection_older_than(&old, connected_at + 1).await.unwrap()); // idempotent
+    assert!(store
+        .remove_connection_older_than(&old, connected_at + 1)
+        .await
+        .unwrap()); // idempotent
 
     // Subscribes racing a removal: whatever the interleaving, none outlives the connection.
     let racing = format!("{p}r-racing");
@@ -202,10 +211,16 @@ async fn removal_races_and_claims(store: &dyn ConnectionStore, p: &str, now: i64
     let (results, removed) = futures::join!(subscribes, store.remove_connection(&racing));
     removed.unwrap();
     for result in results {
-        assert!(matches!(result, Ok(()) | Err(StoreError::NotConnected(_))), "{result:?}");
+        assert!(
+            matches!(result, Ok(()) | Err(StoreError::NotConnected(_))),
+            "{result:?}"
+        );
     }
     for t in &topics {
-        assert!(collect(store, Group::Topic(t.clone()), now).await.0.is_empty(), "orphan in {t}");
+        assert!(
+            collect(store, Group::Topic(t.clone()), now).await.0.is_empty(),
+            "orphan in {t}"
+        );
     }
     assert_eq!(
         store.subscribe(&racing, &topics[0], live, now).await,
@@ -225,7 +240,19 @@ async fn removal_races_and_claims(store: &dyn ConnectionStore, p: &str, now: i64
     store.put_connection(&connection(&sender, "u", live)).await.unwrap();
     let t0 = 1_800_000_000_000;
     let mut taken = Vec::new();
-    for at in [t0, t0, t0, t0, t0 + 999, t0 + 1000, t0 + 1001, t0 + 10_000, t0 + 10_000, t0 + 10_000, t0 + 10_000] {
+    for at in [
+        t0,
+        t0,
+        t0,
+        t0,
+        t0 + 999,
+        t0 + 1000,
+        t0 + 1001,
+        t0 + 10_000,
+        t0 + 10_000,
+        t0 + 10_000,
+        t0 + 10_000,
+    ] {
         taken.push(store.take_send_token(&sender, at, 1000, 3).await.unwrap());
     }
     assert_eq!(

@@ -145,7 +145,12 @@ impl ConnectionStore for MemoryStore {
             return Err(StoreError::NotConnected(connection_id.to_owned()));
         }
         let tolerance = interval_ms.saturating_mul(i64::from(burst.max(1)) - 1);
-        let tat = state.send_tat.get(connection_id).copied().unwrap_or(i64::MIN).max(now_ms);
+        let tat = state
+            .send_tat
+            .get(connection_id)
+            .copied()
+            .unwrap_or(i64::MIN)
+            .max(now_ms);
         if tat > now_ms.saturating_add(tolerance) {
             return Ok(false);
         }

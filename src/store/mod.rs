@@ -114,8 +114,11 @@ pub trait ConnectionStore: Send + Sync {
     /// As [`Self::remove_connection`], but only when the connection's `connectedAt` (epoch ms)
     /// is before `connected_before` (a conditional delete); `Ok(false)` when a younger row
     /// was kept. A 410 from a post racing `$connect` must not delete the new connection.
-    async fn remove_connection_older_than(&self, connection_id: &str, connected_before: i64)
-        -> Result<bool, StoreError>;
+    async fn remove_connection_older_than(
+        &self,
+        connection_id: &str,
+        connected_before: i64,
+    ) -> Result<bool, StoreError>;
 
     /// Claims a shard job for the SQS message `claimer` until `ttl` (epoch seconds): `true`
     /// when the job was unclaimed or already claimed by the same message (a redelivery),
