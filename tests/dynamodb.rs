@@ -475,3 +475,109 @@ async fn a_hand_off_failing_part_way_through_sqs_does_not_fork_the_chain() {
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
 }
+
+/// Issue 11 item 10 on the real parts: a client `sendmessage` to a topic larger than
+/// `SHARD_THRESHOLD` is handed to the push queue (SQS, moto) and delivered once to every
+/// subscriber but the sender, with `from`; the sender's rate bucket (on its DynamoDB row)
+/// refuses the message beyond the burst.
+#[tokio::test]
+#[ignore = "needs DynamoDB and SQS endpoints (AWS_ENDPOINT_URL_DYNAMODB, _SQS): run scripts/test.sh"]
+async fn a_large_sendmessage_goes_through_sqs_and_the_rate_limit_holds() {
+    use wshub::queue::SqsQueue;
+    use wshub::store::Connection;
+    assert!(std::env::var("AWS_ENDPOINT_URL_SQS").is_ok(), "{NEEDS}");
+    let store = Arc::new(fresh_table().await.with_page_size(5));
+    let now = wshub_now();
+    for i in 0..=30 {
+        let id = if i == 30 {
+            "sender".to_owned()
+        } else {
+            format!("sub-{i:02}")
+        };
+        let c = Connection {
+            connection_id: id.clone(),
+            user_id: if i == 30 { "sam".into() } else { "u".into() },
+            connected_at: 0,
+            source_ip: None,
+            ttl: now + 3600,
+        };
+        store.put_connection(&c).await.unwrap();
+        store.subscribe(&id, "crowd", now + 3600, now).await.unwrap();
+    }
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("wshub-send-{:08x}", fastrand::u32(..)))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let config = Config::from_lookup(|name| match name {
+        "CONNECTIONS_TABLE" => Some(store.table().to_owned()),
+        "APIGW_MANAGEMENT_ENDPOINT" => Some("http://127.0.0.1:9/prod".into()),
+        "PUSH_QUEUE_URL" => Some(url.clone()),
+        "SHARD_THRESHOLD" => Some("8".into()),
+        "SEND_RATE_PER_SECOND" => Some("1".into()),
+        "SEND_RATE_BURST" => Some("1".into()),
+        _ => None,
+    })
+    .unwrap();
+    let notifier = Arc::new(MemoryNotifier::new());
+    let hub = Hub::new(config, store.clone(), notifier.clone()).with_queue(Arc::new(SqsQueue::new(&sdk, &url)));
+    let sendmessage = json!({
+        "requestContext": {"routeKey": "sendmessage", "eventType": "MESSAGE", "connectionId": "sender",
+            "connectedAt": 1795244400000i64, "requestTimeEpoch": 1795244400000i64, "messageId": "Tq8bLcnjoAMCJyA=",
+            "stage": "prod", "apiId": "abcdef1234", "identity": {"sourceIp": "198.51.100.7"},
+            "authorizer": {"principalId": "sam", "userId": "sam"}},
+        "body": json!({"action": "sendmessage", "topic": "crowd", "data": "hi"}).to_string(),
+        "isBase64Encoded": false
+    });
+    let reply = wshub::handle(&hub, sendmessage.clone(), None).await.unwrap();
+    assert_eq!(
+        common::asyncapi::reply_frame(&reply),
+        json!({"action": "sent", "topic": "crowd", "recipients": 0, "queued": true})
+    );
+    let limited = wshub::handle(&hub, sendmessage, None).await.unwrap();
+    assert_eq!(common::asyncapi::reply_frame(&limited)["code"], "rate_limited");
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            let body = m.body.clone().unwrap();
+            let event = common::sqs_batch(&[(m.message_id.as_deref().unwrap(), serde_json::from_str(&body).unwrap())]);
+            assert_eq!(
+                wshub::handle(&hub, event, None).await.unwrap(),
+                json!({"batchItemFailures": []})
+            );
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let mut seen = std::collections::BTreeMap::<String, Vec<serde_json::Value>>::new();
+    for (id, frame) in notifier.sent() {
+        seen.entry(id).or_default().push(serde_json::from_str(&frame).unwrap());
+    }
+    assert_eq!(seen.len(), 30, "every subscriber but the sender");
+    assert!(!seen.contains_key("sender"));
+    for frames in seen.values() {
+        assert_eq!(
+            frames,
+            &[json!({"action": "message", "topic": "crowd", "data": "hi", "from": "sam", "id": "Tq8bLcnjoAMCJyA="})]
+        );
+    }
+}
