@@ -22,6 +22,10 @@ pub const DEFAULT_HISTORY_SIZE: u64 = 200;
 /// Publications a stream may keep: a `history` page reads at most 1,000, and a larger window
 /// only stores what clients are unlikely to page through.
 pub const MAX_HISTORY_SIZE: u64 = 10_000;
+/// Client `sendmessage` frames per second and connection, sustained…
+pub const DEFAULT_SEND_RATE_PER_SECOND: u32 = 10;
+/// …and at once after a quiet spell.
+pub const DEFAULT_SEND_RATE_BURST: u32 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -57,6 +61,10 @@ pub struct Config {
     /// `SHARD_THRESHOLD`: members one invocation lists and delivers before it hands the rest of
     /// the audience to the queue.
     pub shard_threshold: usize,
+    /// `SEND_RATE_PER_SECOND`: a connection's sustained `sendmessage` rate (at most 1000).
+    pub send_rate_per_second: u32,
+    /// `SEND_RATE_BURST`: `sendmessage` frames a quiet connection may send at once.
+    pub send_rate_burst: u32,
     /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`.
     pub auth: AuthConfig,
     /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
@@ -171,6 +179,28 @@ impl Config {
         let shard_threshold = parse_number(get("SHARD_THRESHOLD"), "SHARD_THRESHOLD")?
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_SHARD_THRESHOLD);
+        let send_rate_per_second = parse_number(get("SEND_RATE_PER_SECOND"), "SEND_RATE_PER_SECOND")?.map_or(
+            Ok(DEFAULT_SEND_RATE_PER_SECOND),
+            |n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 1000)
+                    .ok_or(ConfigError::Invalid {
+                        name: "SEND_RATE_PER_SECOND",
+                        reason: format!("expected 1-1000, got {n}"),
+                    })
+            },
+        )?;
+        let send_rate_burst =
+            parse_number(get("SEND_RATE_BURST"), "SEND_RATE_BURST")?.map_or(Ok(DEFAULT_SEND_RATE_BURST), |n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 10_000)
+                    .ok_or(ConfigError::Invalid {
+                        name: "SEND_RATE_BURST",
+                        reason: format!("expected 1-10000, got {n}"),
+                    })
+            })?;
         let jwks_url = get("JWT_JWKS_URL");
         if let Some(url) = &jwks_url {
             // Keys fetched over plain http could be swapped in transit; loopback is for tests.
@@ -233,6 +263,8 @@ impl Config {
             presence_ttl: Duration::from_secs(presence_ttl_seconds),
             push_queue_url,
             shard_threshold,
+            send_rate_per_second,
+            send_rate_burst,
             auth,
             topic_access,
             history,
@@ -322,6 +354,10 @@ mod tests {
             "no queue: every push is delivered in one invocation"
         );
         assert_eq!(c.shard_threshold, DEFAULT_SHARD_THRESHOLD);
+        assert_eq!(
+            (c.send_rate_per_second, c.send_rate_burst),
+            (DEFAULT_SEND_RATE_PER_SECOND, DEFAULT_SEND_RATE_BURST)
+        );
         assert!(!c.auth.is_configured(), "no auth variables means nothing is accepted");
         assert_eq!(
             c.history,
@@ -377,6 +413,10 @@ mod tests {
         assert!(err.to_string().contains("APIGW_MANAGEMENT_ENDPOINT"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("PUSH_QUEUE_URL", "wshub-push")]).unwrap_err();
         assert!(err.to_string().contains("PUSH_QUEUE_URL"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("SEND_RATE_PER_SECOND", "1001")]).unwrap_err();
+        assert!(err.to_string().contains("SEND_RATE_PER_SECOND"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("SEND_RATE_BURST", "0")]).unwrap_err();
+        assert!(err.to_string().contains("SEND_RATE_BURST"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("SHARD_THRESHOLD", "0")]).unwrap_err();
         assert!(err.to_string().contains("SHARD_THRESHOLD"), "{err}");
     }

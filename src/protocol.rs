@@ -38,6 +38,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The connection is not (or no longer) registered.
     NotConnected,
+    /// `sendmessage` beyond `SEND_RATE_PER_SECOND` (after a burst of `SEND_RATE_BURST`).
+    RateLimited,
     /// A backend failed; the request may be retried.
     Internal,
 }
@@ -93,6 +95,10 @@ pub enum Frame {
         seq: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         epoch: Option<String>,
+        /// Handed to the push queue rather than delivered inline (a large audience): the
+        /// counts then cover nothing yet; omitted when false.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        queued: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
     },

@@ -603,3 +603,92 @@ async fn online_status_fails_closed_without_auth_configuration() {
     let r = f.send(event("http-online-no-token-deny.json")).await;
     assert_eq!(http_reply(&r, 401)["code"], "missing_credentials");
 }
+
+/// Issue 11 item 10: each connection may send `SEND_RATE_PER_SECOND` messages a second after a
+/// burst of `SEND_RATE_BURST`; beyond it `rate_limited`, and nothing is posted. The bucket is
+/// the sender's own (the exact token arithmetic is in the store contract, on both backends).
+#[tokio::test]
+async fn sendmessage_beyond_the_rate_limit_is_refused() {
+    let f = fixture_with(&[("SEND_RATE_PER_SECOND", "1"), ("SEND_RATE_BURST", "2")]);
+    f.connect("A", "alice").await;
+    f.connect("B", "bob").await;
+    f.message("B", "bob", json!({"action": "subscribe", "topic": "room"}))
+        .await;
+    let send = || json!({"action": "sendmessage", "topic": "room", "data": "hi"});
+    assert_eq!(f.message("A", "alice", send()).await["recipients"], 1);
+    assert_eq!(f.message("A", "alice", send()).await["recipients"], 1);
+    let refused = f.message("A", "alice", send()).await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    assert_eq!(memory_pushes(&f.notifier, "B").len(), 2);
+    // Another connection has a bucket of its own.
+    assert_eq!(f.message("B", "bob", send()).await["recipients"], 0);
+}
+
+/// Issue 11 item 10: with a push queue, a `sendmessage` whose audience exceeds `SHARD_THRESHOLD`
+/// is handed to the queue like any push (`sent` says `queued: true`) and every subscriber but
+/// the sender gets it once, from the queue's invocations, with `from` and the message's id; a
+/// small audience is still posted inline and counted.
+#[tokio::test]
+async fn a_large_sendmessage_goes_to_the_push_queue() {
+    let mut f = fixture_with(&[("SHARD_THRESHOLD", "3")]);
+    let queue = Arc::new(wshub::queue::MemoryQueue::new());
+    f.hub = Hub::new(f.hub.config.clone(), f.store.clone(), f.notifier.clone()).with_queue(queue.clone());
+    let ids: Vec<String> = (0..8).map(|i| format!("C{i}")).collect();
+    for id in &ids {
+        f.connect(id, "u").await;
+        f.message(id, "u", json!({"action": "subscribe", "topic": "big"})).await;
+    }
+    f.connect("S", "sam").await;
+    f.message("S", "sam", json!({"action": "subscribe", "topic": "big"}))
+        .await;
+    f.message("C0", "u", json!({"action": "subscribe", "topic": "small"}))
+        .await;
+    let sent = f
+        .message(
+            "S",
+            "sam",
+            json!({"action": "sendmessage", "topic": "big", "data": "hi", "id": 1}),
+        )
+        .await;
+    // Recorded before it was queued: seq 1 of the topic's stream, carried by every shard job.
+    assert_eq!(
+        sent,
+        json!({"action": "sent", "topic": "big", "recipients": 0, "queued": true, "id": 1, "seq": 1, "epoch": sent["epoch"]})
+    );
+    assert!(f.notifier.sent().is_empty(), "nothing posted inline");
+    let mut n = 0;
+    while !queue.is_empty() {
+        n += 1;
+        assert!(n < 100, "the queue never drains");
+        let batch: Vec<(String, Value)> = queue
+            .take_messages(10)
+            .into_iter()
+            .map(|(id, body)| (id, serde_json::from_str(&body).unwrap()))
+            .collect();
+        let batch: Vec<(&str, Value)> = batch.iter().map(|(id, b)| (id.as_str(), b.clone())).collect();
+        let response = f.send(common::sqs_batch(&batch)).await;
+        assert_eq!(response, json!({"batchItemFailures": []}));
+    }
+    for id in &ids {
+        let frames = memory_pushes(&f.notifier, id);
+        assert_eq!(frames.len(), 1, "{id}: {frames:?}");
+        assert_eq!(
+            frames[0],
+            json!({"action": "message", "topic": "big", "data": "hi", "from": "sam", "id": "Tq8bLcnjoAMCJyA=",
+                "seq": 1, "epoch": sent["epoch"]})
+        );
+    }
+    assert!(memory_pushes(&f.notifier, "S").is_empty(), "not to the sender");
+    let small = f
+        .message(
+            "S",
+            "sam",
+            json!({"action": "sendmessage", "topic": "small", "data": 2}),
+        )
+        .await;
+    assert_eq!(
+        small,
+        json!({"action": "sent", "topic": "small", "recipients": 1, "seq": 1, "epoch": small["epoch"]})
+    );
+    assert!(queue.is_empty());
+}

@@ -224,6 +224,8 @@ fn iam_grants_only_what_the_code_calls() {
         "SECRETS_MANAGER_SECRET_ID",
         "SECRETS_MAX_AGE_SECONDS",
         "STAGE_NAME",
+        "SEND_RATE_PER_SECOND",
+        "SEND_RATE_BURST",
     ] {
         assert!(env.contains_key(name), "{name} missing from the function environment");
     }
