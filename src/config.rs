@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::auth::{AuthConfig, AuthConfigError};
+use crate::forward::ForwardConfig;
 use crate::topics::{self, TopicAccess};
 
 /// A little over API Gateway's 2-hour connection limit, so a row outlives its socket
@@ -53,6 +54,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
     pub topic_access: TopicAccess,
+    /// `FORWARD_ACTIONS` and `FORWARD_EVENT_BUS`: client actions sent on to the backend.
+    pub forward: Option<ForwardConfig>,
 }
 
 impl Config {
@@ -149,6 +152,7 @@ impl Config {
                 })
             }
         };
+        let forward = ForwardConfig::from_lookup(&get)?;
         Ok(Config {
             table,
             management_endpoint,
@@ -161,6 +165,7 @@ impl Config {
             shard_threshold,
             auth,
             topic_access,
+            forward,
         })
     }
 }

@@ -380,6 +380,7 @@ mod tests {
                 user_id: "u".into(),
                 connected_at: 0,
                 source_ip: None,
+                path: None,
                 ttl: 100,
             };
             store.put_connection(&c).await.unwrap();

@@ -20,6 +20,8 @@
 //! - [`notify`]: the [`notify::Notifier`] port; Management API and in-memory implementations.
 //! - [`fanout`]: one frame to an audience, paged, bounded, retried, 410s cleaned up.
 //! - [`shard`]: a push too large for one invocation, split into jobs on the [`queue::Queue`] port.
+//! - [`forward`]: client actions sent on to EventBridge (`FORWARD_ACTIONS`), the
+//!   [`forward::EventBus`] port.
 //! - [`protocol`]: client frames in, reply and push frames out, stable error codes.
 //! - [`auth`]: static tokens and JWTs (HS256, or RS256/ES256 from a JWKS); [`topics`]: who may
 //!   use which topic; [`config`]: the environment contract.
@@ -33,9 +35,11 @@ pub mod auth;
 pub mod authorizer;
 pub mod aws;
 pub mod config;
+pub mod edge;
 pub mod event;
 pub mod eventbridge;
 pub mod fanout;
+pub mod forward;
 pub mod http;
 pub mod hub;
 pub mod local;
@@ -46,6 +50,7 @@ pub mod queue;
 pub mod routes;
 pub mod shard;
 pub mod store;
+pub mod token;
 pub mod topics;
 
 pub use config::Config;

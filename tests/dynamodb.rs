@@ -194,6 +194,7 @@ async fn sharded_broadcast_through_sqs_reaches_everyone_once() {
             user_id: "u".into(),
             connected_at: 0,
             source_ip: None,
+            path: None,
             ttl: i64::MAX / 2,
         };
         store.put_connection(&c).await.unwrap();

@@ -68,6 +68,38 @@ pub(crate) async fn upgrade_stage(
     upgrade(state, peer, headers, query, ws).await
 }
 
+/// Any other path (the router's fallback): a WebSocket upgrade is served as the `EdgePath`
+/// distribution serves it, its path handed over in `x-wshub-path` exactly as the CloudFront
+/// Function does ([`crate::edge::viewer_request`]); anything else is API Gateway's 404.
+pub(crate) async fn upgrade_any(
+    Extract(state): Extract<Arc<State>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    mut headers: HeaderMap,
+    query: QueryParams,
+    ws: Upgrade,
+) -> Response {
+    let own_route = uri.path().starts_with("/_local/") || uri.path().contains("/@connections");
+    if method != axum::http::Method::GET || own_route || !headers.contains_key(header::UPGRADE) {
+        return error(StatusCode::NOT_FOUND, "NotFoundException", "no such route");
+    }
+    headers.remove(crate::edge::PATH_HEADER);
+    match crate::edge::viewer_request(uri.path()) {
+        Ok(Some(path)) => {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&path) {
+                headers.insert(crate::edge::PATH_HEADER, value);
+            }
+        }
+        Ok(None) => {}
+        Err(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(status, "UriTooLong", "the URL path is too long");
+        }
+    }
+    upgrade(state, peer, headers, query, ws).await
+}
+
 async fn upgrade(state: Arc<State>, peer: SocketAddr, headers: HeaderMap, query: QueryParams, ws: Upgrade) -> Response {
     let ws = match ws {
         Ok(ws) => ws,
