@@ -262,9 +262,13 @@ async fn browser_subprotocol_token_is_accepted_and_echoed() {
     let mut other = connect_to(&format!("{}/prod", hub.ws), &[("token", "bob-token")])
         .await
         .unwrap();
-    let me = request(&mut other, json!({"action": "whoami"})).await;
+    let me = next_whoami(&mut other).await;
     assert_eq!(me["path"], "/prod");
     hub.shutdown().await;
+}
+
+async fn next_whoami(ws: &mut Ws) -> Value {
+    request(ws, json!({"action": "whoami"})).await
 }
 
 async fn request_whoami_user(ws: &mut Ws) -> String {
