@@ -846,3 +846,56 @@ fn the_push_path_has_bounded_concurrency() {
     // The default EventBridge path goes through the same bounded queue.
     assert_eq!(t["Parameters"]["EventBridgeTarget"]["Default"].as_str(), Some("queue"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 15: forwarded client actions and URL paths.
+
+#[test]
+fn forwarded_actions_may_be_put_on_their_bus_only_and_paths_come_through_the_edge() {
+    let t = template();
+    let r = &t["Resources"];
+    let env = &r["HubFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(ref_target(&env["FORWARD_ACTIONS"]), Some("ForwardActions"));
+    assert_eq!(ref_target(&env["FORWARD_EVENT_BUS"]), Some("ForwardEventBusName"));
+    assert_eq!(t["Parameters"]["ForwardActions"]["Default"].as_str(), Some(""));
+    // events:PutEvents on the configured bus, and only while forwarding is on.
+    let policy = &r["ForwardPutEventsPolicy"];
+    assert_eq!(policy["Condition"].as_str(), Some("ForwardingEnabled"));
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(statements.len(), 1);
+    assert_eq!(statements[0]["Action"].as_str(), Some("events:PutEvents"));
+    let resource = format!("{:?}", statements[0]["Resource"]);
+    assert!(resource.contains(":event-bus/${ForwardEventBusName}"), "{resource}");
+    let defaults = params(&t, &with_required(&[]));
+    assert!(!exists(&t, &defaults, policy));
+    let forwarding = params(&t, &with_required(&[("ForwardActions", "order.*")]));
+    assert!(exists(&t, &forwarding, policy));
+    // The push rule must not pick forwarded client events up again.
+    let looping = params(&t, &with_required(&[("EventSources", "wshub,wshub.client")]));
+    assert!(deploy_time_check(&t, &looping)
+        .unwrap_err()
+        .contains("ForwardedEventsAreNotPushes"));
+
+    // EdgePath: off by default; on, a distribution whose viewer requests run the function.
+    let edge = params(&t, &with_required(&[("EdgePath", "true")]));
+    deploy_time_check(&t, &edge).unwrap();
+    for name in ["EdgePathFunction", "EdgeDistribution"] {
+        assert!(!exists(&t, &defaults, &r[name]), "{name}");
+        assert!(exists(&t, &edge, &r[name]), "{name}");
+    }
+    let config = &r["EdgeDistribution"]["Properties"]["DistributionConfig"];
+    let association = &config["DefaultCacheBehavior"]["FunctionAssociations"][0];
+    assert_eq!(association["EventType"].as_str(), Some("viewer-request"));
+    assert_eq!(
+        get_att(&association["FunctionARN"]),
+        Some("EdgePathFunction.FunctionMetadata.FunctionARN")
+    );
+    let origin = &config["Origins"][0];
+    assert!(format!("{:?}", origin["OriginPath"]).contains("/${StageName}"));
+    assert_eq!(
+        origin["CustomOriginConfig"]["OriginProtocolPolicy"].as_str(),
+        Some("https-only")
+    );
+}
