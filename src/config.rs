@@ -152,7 +152,7 @@ impl Config {
                 })
             }
         };
-        let forward = ForwardConfig::from_lookup(&get)?;
+        let forward = ForwardConfig::from_lookup(get)?;
         Ok(Config {
             table,
             management_endpoint,
