@@ -35,6 +35,7 @@ export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$moto_port"
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$moto_port"
 export AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$moto_port"
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$moto_port"
+export AWS_ENDPOINT_URL_EVENTBRIDGE="http://127.0.0.1:$moto_port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL || true
 export AWS_EC2_METADATA_DISABLED=true

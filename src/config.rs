@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::auth::{AuthConfig, AuthConfigError};
+use crate::forward::ForwardConfig;
 use crate::secrets::{self, SecretSources};
 use crate::topics::{self, TopicAccess};
 
@@ -79,6 +80,8 @@ pub struct Config {
     /// ([`crate::secrets`]). With a source configured, read [`crate::hub::Hub::credentials`]
     /// for the credentials and publisher keys in force (the fetched values).
     pub secrets: SecretSources,
+    /// `FORWARD_ACTIONS` and `FORWARD_EVENT_BUS`: client actions sent on to the backend.
+    pub forward: Option<ForwardConfig>,
 }
 
 /// Publisher keys: comma-separated, each 16-4096 bytes without spaces, so a key is never a
@@ -253,6 +256,7 @@ impl Config {
                 })
             }
         };
+        let forward = ForwardConfig::from_lookup(get)?;
         Ok(Config {
             table,
             management_endpoint,
@@ -270,6 +274,7 @@ impl Config {
             history,
             publish_keys,
             secrets,
+            forward,
         })
     }
 }

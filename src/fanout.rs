@@ -464,6 +464,7 @@ mod tests {
                 user_id: "u".into(),
                 connected_at: 0,
                 source_ip: None,
+                path: None,
                 ttl: 100,
             };
             store.put_connection(&c).await.unwrap();
@@ -522,6 +523,7 @@ mod tests {
                 user_id: "u".into(),
                 connected_at,
                 source_ip: None,
+                path: None,
                 ttl: i64::MAX,
             };
             store.put_connection(&c).await.unwrap();

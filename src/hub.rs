@@ -9,6 +9,7 @@ use crate::auth::AuthConfig;
 use crate::aws;
 use crate::config::Config;
 use crate::fanout::{Fanout, RetryPolicy};
+use crate::forward::{EventBridgeBus, EventBus};
 use crate::notify::apigw::ApiGatewayNotifier;
 use crate::notify::Notifier;
 use crate::queue::{Queue, SqsQueue};
@@ -22,6 +23,8 @@ pub struct Hub {
     pub notifier: Arc<dyn Notifier>,
     /// Where large pushes enqueue their shard jobs; `None` delivers every push in one invocation.
     pub queue: Option<Arc<dyn Queue>>,
+    /// Where forwarded client actions go (`FORWARD_ACTIONS`); `None` refuses them.
+    pub events: Option<Arc<dyn EventBus>>,
     pub retry: RetryPolicy,
     /// The secrets from Parameter Store or Secrets Manager, when configured; `None` uses the
     /// environment's (`config.auth`, `config.publish_keys`).
@@ -58,6 +61,7 @@ impl Hub {
             store,
             notifier,
             queue: None,
+            events: None,
             retry: RetryPolicy::default(),
             secrets: None,
         }
@@ -97,9 +101,15 @@ impl Hub {
         self
     }
 
-    /// The Lambda wiring: DynamoDB, the Management API and (with `PUSH_QUEUE_URL`) SQS,
-    /// configured from Lambda's environment ([`crate::aws`]; `AWS_ENDPOINT_URL_DYNAMODB` and
-    /// `AWS_ENDPOINT_URL_SQS` included).
+    pub fn with_events(mut self, events: Arc<dyn EventBus>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The Lambda wiring: DynamoDB, the Management API, (with `PUSH_QUEUE_URL`) SQS and (with
+    /// `FORWARD_ACTIONS`) EventBridge,
+    /// configured from Lambda's environment ([`crate::aws`]; `AWS_ENDPOINT_URL_DYNAMODB`,
+    /// `AWS_ENDPOINT_URL_SQS` and `AWS_ENDPOINT_URL_EVENTBRIDGE` included).
     /// Also fetches the JWKS and the secrets, when configured, so the first connection need not
     /// wait: concurrently, so a cold start waits for one round trip, not two.
     pub async fn from_aws(config: Config) -> Self {
@@ -112,10 +122,15 @@ impl Hub {
         let dynamodb = aws::for_service(&sdk, "DYNAMODB", env);
         let store = DynamoStore::from_sdk(&dynamodb, config.table.clone());
         let queue = (config.push_queue_url.as_ref()).map(|url| SqsQueue::new(&aws::for_service(&sdk, "SQS", env), url));
+        let events =
+            (config.forward.is_some()).then(|| EventBridgeBus::new(&aws::for_service(&sdk, "EVENTBRIDGE", env)));
         let notifier = ApiGatewayNotifier::new(sdk);
         let mut hub = Hub::new(config, Arc::new(store), Arc::new(notifier));
         if let Some(queue) = queue {
             hub = hub.with_queue(Arc::new(queue));
+        }
+        if let Some(events) = events {
+            hub = hub.with_events(Arc::new(events));
         }
         if let Some(secret_store) = secret_store {
             hub = hub.with_secret_store(Arc::new(secret_store));

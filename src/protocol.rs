@@ -105,6 +105,9 @@ pub enum Frame {
     Whoami {
         connection_id: String,
         user_id: String,
+        /// The URL path the client connected to (`EdgePath`); omitted without one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
         topics: Vec<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
@@ -126,6 +129,9 @@ pub enum Frame {
         #[serde(skip_serializing_if = "Option::is_none")]
         epoch: Option<String>,
     },
+    /// Reply to a forwarded action (`FORWARD_ACTIONS`): the event is on the bus. `id` is the
+    /// client's, or API Gateway's message id when it gave none; the detail carries the same.
+    Accepted { id: Value },
     Error {
         code: ErrorCode,
         message: String,
@@ -511,12 +517,17 @@ mod tests {
         let whoami = Frame::Whoami {
             connection_id: "c".into(),
             user_id: "u".into(),
+            path: None,
             topics: vec!["t".into()],
             id: Some(json!(1)),
         };
         assert_eq!(
             serde_json::to_value(&whoami).unwrap(),
             json!({"action":"whoami","connectionId":"c","userId":"u","topics":["t"],"id":1})
+        );
+        assert_eq!(
+            Frame::Accepted { id: json!("m1") }.to_json(),
+            r#"{"action":"accepted","id":"m1"}"#
         );
         let err = Frame::error(ErrorCode::InvalidTopic, "bad", None);
         assert_eq!(

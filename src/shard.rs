@@ -529,6 +529,7 @@ mod tests {
                 user_id: format!("u{}", i % 3),
                 connected_at: 0,
                 source_ip: None,
+                path: None,
                 ttl: i64::MAX,
             };
             store.put_connection(&c).await.unwrap();

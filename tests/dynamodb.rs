@@ -207,6 +207,7 @@ async fn sharded_broadcast_through_sqs_reaches_everyone_once() {
             user_id: "u".into(),
             connected_at: 0,
             source_ip: None,
+            path: None,
             ttl: i64::MAX / 2,
         };
         store.put_connection(&c).await.unwrap();
@@ -332,6 +333,7 @@ async fn a_subscribe_committing_during_a_removal_leaves_no_orphan() {
         user_id: "u".into(),
         connected_at: 0,
         source_ip: None,
+        path: None,
         ttl: now + 3600,
     };
     plain.put_connection(&c).await.unwrap();
@@ -409,6 +411,7 @@ async fn a_hand_off_failing_part_way_through_sqs_does_not_fork_the_chain() {
             user_id: "u".into(),
             connected_at: 0,
             source_ip: None,
+            path: None,
             ttl: i64::MAX / 2,
         };
         store.put_connection(&c).await.unwrap();
@@ -512,6 +515,7 @@ async fn a_large_sendmessage_goes_through_sqs_and_the_rate_limit_holds() {
             user_id: if i == 30 { "sam".into() } else { "u".into() },
             connected_at: 0,
             source_ip: None,
+            path: None,
             ttl: now + 3600,
         };
         store.put_connection(&c).await.unwrap();

@@ -47,6 +47,7 @@ async fn register(store: &dyn ConnectionStore, id: &str, user: &str, topics: &[&
         user_id: user.into(),
         connected_at: 0,
         source_ip: None,
+        path: None,
         ttl: epoch() + 600,
     };
     store.put_connection(&c).await.unwrap();

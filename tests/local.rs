@@ -258,11 +258,17 @@ async fn browser_subprotocol_token_is_accepted_and_echoed() {
         "the token is never echoed"
     );
     assert_eq!(request_whoami_user(&mut ws).await, "bob");
-    // A stage this hub does not serve is not the API.
-    assert!(connect_to(&format!("{}/prod", hub.ws), &[("token", "bob-token")])
+    // A stage this hub does not serve is a URL path, as behind the EdgePath distribution.
+    let mut other = connect_to(&format!("{}/prod", hub.ws), &[("token", "bob-token")])
         .await
-        .is_err());
+        .unwrap();
+    let me = next_whoami(&mut other).await;
+    assert_eq!(me["path"], "/prod");
     hub.shutdown().await;
+}
+
+async fn next_whoami(ws: &mut Ws) -> Value {
+    request(ws, json!({"action": "whoami"})).await
 }
 
 async fn request_whoami_user(ws: &mut Ws) -> String {

@@ -24,6 +24,8 @@ pub async fn handle(ctx: &RouteContext<'_>) -> ApiGatewayProxyResponse {
             ctx.now * 1000
         },
         source_ip: rc.identity.source_ip.clone(),
+        // The authorizer read and checked it (crate::edge); stored so `whoami` can return it.
+        path: ctx.authorizer_value("path").map(str::to_owned),
         ttl: ctx.hub.expiry(ctx.now),
     };
     // The two writes are independent, so the handshake waits for one round trip, not two (as

@@ -16,6 +16,7 @@ fn connection(id: &str, user: &str, ttl: i64) -> Connection {
         user_id: user.into(),
         connected_at: 1_700_000_000_000,
         source_ip: Some("203.0.113.10".into()),
+        path: Some("/ocpp/CP001".into()),
         ttl,
     }
 }

@@ -445,6 +445,9 @@ impl ConnectionStore for DynamoStore {
         if let Some(ip) = &c.source_ip {
             item.insert(SOURCE_IP.to_owned(), s(ip));
         }
+        if let Some(path) = &c.path {
+            item.insert(PATH.to_owned(), s(path));
+        }
         let result = self
             .client
             .put_item()
@@ -484,6 +487,7 @@ impl ConnectionStore for DynamoStore {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
             source_ip: get_s(meta, SOURCE_IP),
+            path: get_s(meta, PATH),
             ttl,
         };
         let topics = items

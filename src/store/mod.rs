@@ -29,6 +29,8 @@ pub struct Connection {
     /// Epoch milliseconds, as API Gateway reports `connectedAt`.
     pub connected_at: i64,
     pub source_ip: Option<String>,
+    /// The URL path the client connected to (`EdgePath`, see [`crate::edge`]); never a credential.
+    pub path: Option<String>,
     /// Epoch seconds after which the row is dead even if still stored.
     pub ttl: i64,
 }

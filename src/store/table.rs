@@ -3,7 +3,7 @@
 //!
 //! | item          | pk              | sk            | other attributes                                   |
 //! |---------------|-----------------|---------------|----------------------------------------------------|
-//! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, ttl  |
+//! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, path?, ttl |
 //! | subscription  | `CONN#<connId>` | `TOPIC#<t>`   | connectionId, topic, ttl                           |
 //! | presence      | `USER#<userId>` | `PRESENCE`    | lastActiveAt, ttl                                  |
 //! | stream head   | `STREAM#<s>`    | `HEAD`        | seq, epoch, ttl                                    |
@@ -37,6 +37,8 @@ pub const USER_ID: &str = "userId";
 pub const TOPIC: &str = "topic";
 pub const CONNECTED_AT: &str = "connectedAt";
 pub const SOURCE_IP: &str = "sourceIp";
+/// The connection's URL path (`EdgePath`), when it has one.
+pub const PATH: &str = "path";
 pub const TTL: &str = "ttl";
 pub const META: &str = "META";
 /// Epoch milliseconds of the user's latest connect or disconnect.
