@@ -123,6 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     user_id: user_of(i),
                     connected_at: 1_795_244_400_000,
                     source_ip: Some("203.0.113.10".into()),
+                    path: None,
                     ttl: TTL_VALUE,
                 };
                 store.put_connection(&connection).await

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use crate::auth::{AuthConfig, AuthConfigError};
+use crate::forward::ForwardConfig;
+use crate::secrets::{self, SecretSources};
 use crate::topics::{self, TopicAccess};
 
 /// A little over API Gateway's 2-hour connection limit, so a row outlives its socket
@@ -21,6 +23,10 @@ pub const DEFAULT_HISTORY_SIZE: u64 = 200;
 /// Publications a stream may keep: a `history` page reads at most 1,000, and a larger window
 /// only stores what clients are unlikely to page through.
 pub const MAX_HISTORY_SIZE: u64 = 10_000;
+/// Client `sendmessage` frames per second and connection, sustained…
+pub const DEFAULT_SEND_RATE_PER_SECOND: u32 = 10;
+/// …and at once after a quiet spell.
+pub const DEFAULT_SEND_RATE_BURST: u32 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -56,6 +62,10 @@ pub struct Config {
     /// `SHARD_THRESHOLD`: members one invocation lists and delivers before it hands the rest of
     /// the audience to the queue.
     pub shard_threshold: usize,
+    /// `SEND_RATE_PER_SECOND`: a connection's sustained `sendmessage` rate (at most 1000).
+    pub send_rate_per_second: u32,
+    /// `SEND_RATE_BURST`: `sendmessage` frames a quiet connection may send at once.
+    pub send_rate_burst: u32,
     /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`.
     pub auth: AuthConfig,
     /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
@@ -68,6 +78,13 @@ pub struct Config {
     /// `PRESENCE_TOPICS`: topics whose members are tracked, with join and leave frames
     /// ([`crate::presence`]). Empty (the default): none.
     pub presence_topics: Vec<topics::Pattern>,
+    /// `AUTH_TOKENS_PARAMETER`, `JWT_SECRET_PARAMETER`, `PUBLISH_KEYS_PARAMETER`,
+    /// `SECRETS_MANAGER_SECRET_ID`, `SECRETS_MAX_AGE_SECONDS`, `SECRETS_TIMEOUT_MS`
+    /// ([`crate::secrets`]). With a source configured, read [`crate::hub::Hub::credentials`]
+    /// for the credentials and publisher keys in force (the fetched values).
+    pub secrets: SecretSources,
+    /// `FORWARD_ACTIONS` and `FORWARD_EVENT_BUS`: client actions sent on to the backend.
+    pub forward: Option<ForwardConfig>,
 }
 
 /// Publisher keys: comma-separated, each 16-4096 bytes without spaces, so a key is never a
@@ -168,6 +185,28 @@ impl Config {
         let shard_threshold = parse_number(get("SHARD_THRESHOLD"), "SHARD_THRESHOLD")?
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_SHARD_THRESHOLD);
+        let send_rate_per_second = parse_number(get("SEND_RATE_PER_SECOND"), "SEND_RATE_PER_SECOND")?.map_or(
+            Ok(DEFAULT_SEND_RATE_PER_SECOND),
+            |n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 1000)
+                    .ok_or(ConfigError::Invalid {
+                        name: "SEND_RATE_PER_SECOND",
+                        reason: format!("expected 1-1000, got {n}"),
+                    })
+            },
+        )?;
+        let send_rate_burst =
+            parse_number(get("SEND_RATE_BURST"), "SEND_RATE_BURST")?.map_or(Ok(DEFAULT_SEND_RATE_BURST), |n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 10_000)
+                    .ok_or(ConfigError::Invalid {
+                        name: "SEND_RATE_BURST",
+                        reason: format!("expected 1-10000, got {n}"),
+                    })
+            })?;
         let jwks_url = get("JWT_JWKS_URL");
         if let Some(url) = &jwks_url {
             // Keys fetched over plain http could be swapped in transit; loopback is for tests.
@@ -187,6 +226,7 @@ impl Config {
                 });
             }
         }
+        let secrets = secret_sources(&get)?;
         let auth = AuthConfig::with_jwks(
             get("AUTH_TOKENS").as_deref(),
             get("JWT_SECRET").as_deref(),
@@ -233,6 +273,7 @@ impl Config {
                 })
             }
         };
+        let forward = ForwardConfig::from_lookup(get)?;
         Ok(Config {
             table,
             management_endpoint,
@@ -243,13 +284,53 @@ impl Config {
             presence_ttl: Duration::from_secs(presence_ttl_seconds),
             push_queue_url,
             shard_threshold,
+            send_rate_per_second,
+            send_rate_burst,
             auth,
             topic_access,
             history,
             publish_keys,
             presence_topics,
+            secrets,
+            forward,
         })
     }
+}
+
+/// The secret sources; a key set both in the environment and by its parameter is refused, so
+/// nobody wonders which one is in force.
+fn secret_sources(get: &impl Fn(&str) -> Option<String>) -> Result<SecretSources, ConfigError> {
+    let mut sources = SecretSources::default();
+    for (key, variable) in secrets::KEYS.into_iter().zip(secrets::PARAMETER_VARIABLES) {
+        let Some(name) = get(variable) else { continue };
+        if get(key).is_some() {
+            return Err(ConfigError::Invalid {
+                name: variable,
+                reason: format!("{key} is set too; set one of them"),
+            });
+        }
+        // Parameter names: letters, digits and . - _ / (AWS Systems Manager User Guide,
+        // "Requirements and constraints for parameter names"), at most 2048 characters with a path.
+        let valid = name.len() <= 2048
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'));
+        if !valid {
+            return Err(ConfigError::Invalid {
+                name: variable,
+                reason: "a parameter name has only letters, digits and . - _ /".into(),
+            });
+        }
+        sources.parameters.push((key, name));
+    }
+    sources.secret_id = get(secrets::SECRET_ID_VARIABLE);
+    if let Some(seconds) = parse_number(get("SECRETS_MAX_AGE_SECONDS"), "SECRETS_MAX_AGE_SECONDS")? {
+        sources.max_age = Duration::from_secs(seconds);
+    }
+    if let Some(ms) = parse_number(get("SECRETS_TIMEOUT_MS"), "SECRETS_TIMEOUT_MS")? {
+        sources.timeout = Duration::from_millis(ms);
+    }
+    Ok(sources)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -296,6 +377,10 @@ mod tests {
             "no queue: every push is delivered in one invocation"
         );
         assert_eq!(c.shard_threshold, DEFAULT_SHARD_THRESHOLD);
+        assert_eq!(
+            (c.send_rate_per_second, c.send_rate_burst),
+            (DEFAULT_SEND_RATE_PER_SECOND, DEFAULT_SEND_RATE_BURST)
+        );
         assert!(!c.auth.is_configured(), "no auth variables means nothing is accepted");
         assert_eq!(
             c.history,
@@ -351,6 +436,10 @@ mod tests {
         assert!(err.to_string().contains("APIGW_MANAGEMENT_ENDPOINT"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("PUSH_QUEUE_URL", "wshub-push")]).unwrap_err();
         assert!(err.to_string().contains("PUSH_QUEUE_URL"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("SEND_RATE_PER_SECOND", "1001")]).unwrap_err();
+        assert!(err.to_string().contains("SEND_RATE_PER_SECOND"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("SEND_RATE_BURST", "0")]).unwrap_err();
+        assert!(err.to_string().contains("SEND_RATE_BURST"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("SHARD_THRESHOLD", "0")]).unwrap_err();
         assert!(err.to_string().contains("SHARD_THRESHOLD"), "{err}");
     }
@@ -385,6 +474,46 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("JWT_JWKS_URL"));
+    }
+
+    #[test]
+    fn secret_sources() {
+        let c = config(&[("CONNECTIONS_TABLE", "t"), ("PUBLISH_KEYS", "publisher-key-k1-0123")]).unwrap();
+        assert!(!c.secrets.is_configured());
+        assert_eq!(c.publish_keys, [crate::auth::sha256(b"publisher-key-k1-0123")]);
+        assert_eq!(c.secrets.max_age, Duration::from_secs(secrets::DEFAULT_MAX_AGE_SECONDS));
+        let c = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("JWT_SECRET_PARAMETER", "/wshub/jwt"),
+            ("PUBLISH_KEYS_PARAMETER", "/wshub/publish"),
+            ("SECRETS_MANAGER_SECRET_ID", "wshub/prod"),
+            ("SECRETS_MAX_AGE_SECONDS", "60"),
+            ("SECRETS_TIMEOUT_MS", "500"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.secrets.parameters,
+            [
+                ("JWT_SECRET", "/wshub/jwt".into()),
+                ("PUBLISH_KEYS", "/wshub/publish".into())
+            ]
+        );
+        assert_eq!(c.secrets.secret_id.as_deref(), Some("wshub/prod"));
+        assert_eq!(
+            (c.secrets.max_age, c.secrets.timeout),
+            (Duration::from_secs(60), Duration::from_millis(500))
+        );
+        let err = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("AUTH_TOKENS", "a"),
+            ("AUTH_TOKENS_PARAMETER", "/p"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("AUTH_TOKENS_PARAMETER"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("JWT_SECRET_PARAMETER", "a b")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET_PARAMETER"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("SECRETS_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("SECRETS_TIMEOUT_MS"), "{err}");
     }
 
     #[test]

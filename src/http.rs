@@ -158,7 +158,11 @@ async fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Identity, Reply>
             )
         });
     };
-    hub.config.auth.verify(token).await.map_err(|e| {
+    let credentials = hub.credentials().await.map_err(|e| {
+        tracing::error!(reason = %e, "http request denied: the secrets are unavailable");
+        error(403, "forbidden", "credentials refused")
+    })?;
+    credentials.auth().verify(token).await.map_err(|e| {
         if e == AuthError::NotConfigured {
             tracing::error!("{e}");
         } else {

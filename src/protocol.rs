@@ -46,6 +46,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The connection is not (or no longer) registered.
     NotConnected,
+    /// `sendmessage` beyond `SEND_RATE_PER_SECOND` (after a burst of `SEND_RATE_BURST`).
+    RateLimited,
     /// A backend failed; the request may be retried.
     Internal,
 }
@@ -101,12 +103,19 @@ pub enum Frame {
         seq: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         epoch: Option<String>,
+        /// Handed to the push queue rather than delivered inline (a large audience): the
+        /// counts then cover nothing yet; omitted when false.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        queued: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
     },
     Whoami {
         connection_id: String,
         user_id: String,
+        /// The URL path the client connected to (`EdgePath`); omitted without one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
         topics: Vec<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
@@ -158,6 +167,9 @@ pub enum Frame {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
     },
+    /// Reply to a forwarded action (`FORWARD_ACTIONS`): the event is on the bus. `id` is the
+    /// client's, or API Gateway's message id when it gave none; the detail carries the same.
+    Accepted { id: Value },
     Error {
         code: ErrorCode,
         message: String,
@@ -557,12 +569,17 @@ mod tests {
         let whoami = Frame::Whoami {
             connection_id: "c".into(),
             user_id: "u".into(),
+            path: None,
             topics: vec!["t".into()],
             id: Some(json!(1)),
         };
         assert_eq!(
             serde_json::to_value(&whoami).unwrap(),
             json!({"action":"whoami","connectionId":"c","userId":"u","topics":["t"],"id":1})
+        );
+        assert_eq!(
+            Frame::Accepted { id: json!("m1") }.to_json(),
+            r#"{"action":"accepted","id":"m1"}"#
         );
         let err = Frame::error(ErrorCode::InvalidTopic, "bad", None);
         assert_eq!(

@@ -282,7 +282,11 @@ pub async fn record(hub: &Hub, publication: &Publication, now: i64) -> Result<St
         )
         .await?;
     Ok(match recorded {
-        Recorded::New(pos) | Recorded::Again(pos) => Stamp::At(pos),
+        Recorded::New(pos) => {
+            crate::metrics::add(crate::metrics::Metric::Publications, 1);
+            Stamp::At(pos)
+        }
+        Recorded::Again(pos) => Stamp::At(pos),
         Recorded::Duplicate(pos) => {
             tracing::info!(stream, "duplicate publication not delivered again");
             Stamp::Duplicate(pos)

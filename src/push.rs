@@ -110,6 +110,12 @@ async fn try_deliver(hub: &Hub, record: &SqsMessage, deadline: Option<Instant>) 
             .management_endpoint
             .as_deref()
             .ok_or(RecordError::NoEndpoint)?;
+        // A job enqueued twice (a hand-off that failed part-way, then redelivered) runs once.
+        if let Some(message_id) = record.message_id.as_deref().filter(|m| !m.is_empty()) {
+            if !shard::claim(hub, &job, message_id).await? {
+                return Ok(());
+            }
+        }
         return shard::deliver_job(hub, endpoint, job, deadline).await;
     }
     let (request, event_id) = parse_body(body).map_err(RecordError::Malformed)?;

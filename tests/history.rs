@@ -328,6 +328,23 @@ async fn publishing_is_idempotent(backend: Backend) {
         assert_eq!(answer["seq"], 3, "{answer}");
     }
     assert_eq!(seqs(&json!(f.pushes("A")[3..])), [3, 3]);
+    // Only a new publication counts in the Publications metric: not a redelivery, not a duplicate.
+    let counted = |record: (&'static str, Value)| {
+        let f = &f;
+        async move {
+            let batch = common::sqs_batch(&[record]);
+            let (_, recorded) = wshub::metrics::measure(wshub::handle(&f.hub, batch, None)).await;
+            recorded.count(wshub::metrics::Metric::Publications)
+        }
+    };
+    let fresh = json!({"topic": "orders", "data": "counted", "idempotencyKey": "order-8"});
+    assert_eq!(counted(("m-8", fresh.clone())).await, 1);
+    assert_eq!(
+        counted(("m-8", fresh.clone())).await,
+        0,
+        "a redelivery is not a new publication"
+    );
+    assert_eq!(counted(("m-9", fresh)).await, 0, "a duplicate is not one either");
     // Stored once each.
     let epoch = got[0]["epoch"].clone();
     let all = f
@@ -336,7 +353,7 @@ async fn publishing_is_idempotent(backend: Backend) {
             json!({"action": "history", "topic": "orders", "since": since(0, &epoch)}),
         )
         .await;
-    assert_eq!(seqs(&all["messages"]), [1, 2, 3]);
+    assert_eq!(seqs(&all["messages"]), [1, 2, 3, 4]);
 }
 
 #[tokio::test]

@@ -161,6 +161,7 @@ async fn every_sample_event_through_the_lambda_binary() {
         .env("APIGW_MANAGEMENT_ENDPOINT", &endpoint)
         .env("AWS_LAMBDA_RUNTIME_API", &runtime_addr)
         .env("AWS_LAMBDA_FUNCTION_NAME", "wshub")
+        .env("STAGE_NAME", "prod")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/wshub")
@@ -182,8 +183,10 @@ async fn every_sample_event_through_the_lambda_binary() {
     let stderr = drain(Box::new(child.stderr.take().unwrap()));
 
     let mut seen = BTreeSet::new();
+    let mut invocations = 0;
     let mut invoke = |name: &'static str| {
         seen.insert(name);
+        invocations += 1;
         api.invoke(event(name))
     };
     let ok = |o: Outcome| o.unwrap_or_else(|e| panic!("function error: {e}"));
@@ -238,7 +241,9 @@ async fn every_sample_event_through_the_lambda_binary() {
     assert_eq!(body(&ok(invoke("unknown-action.json").await))["code"], "unknown_action");
     assert_eq!(body(&ok(invoke("bad-json-body.json").await))["code"], "bad_json");
 
-    // SQS pushes, all to the one connection (subscribed to news, owned by alice).
+    // SQS pushes, all to the one connection (subscribed to news, owned by alice). The first
+    // post is throttled once (429), which the metrics must count.
+    connections.script("Tq8ZsdsyIAMCJyA=", &[429, 200]);
     let none = json!({"batchItemFailures": []});
     for name in [
         "sqs-topic.json",
@@ -403,6 +408,7 @@ async fn every_sample_event_through_the_lambda_binary() {
     assert_eq!((&alice["userId"], &alice["online"]), (&json!("alice"), &json!(false)));
     assert!(alice["lastActiveAt"].as_i64().unwrap() >= connected_at, "{alice}");
 
+    let invocations = invocations + 2;
     // An event nobody sends is an error naming its keys, and the process keeps serving.
     let err = api.invoke(json!({"version": "0", "detail": {}})).await.unwrap_err();
     assert_eq!(err["errorType"], "wshub.UnrecognizedEvent");
@@ -433,7 +439,9 @@ async fn every_sample_event_through_the_lambda_binary() {
         }
     }
     child.kill().await.unwrap();
-    let logs = stdout.await.unwrap() + &stderr.await.unwrap();
+    let stdout = stdout.await.unwrap();
+    check_metric_documents(&stdout, invocations, &connections.received());
+    let logs = stdout + &stderr.await.unwrap();
     assert!(
         logs.contains("connection allowed"),
         "expected JSON logs from the binary, got: {logs}"
@@ -451,4 +459,46 @@ async fn every_sample_event_through_the_lambda_binary() {
         !logs.contains(&jwt_token[jwt_token.len() - 20..]),
         "the JWT leaked into the logs"
     );
+}
+
+/// The EMF documents on the binary's stdout: each valid by the specification, at most one per
+/// invocation, and together equal to what the test caused.
+fn check_metric_documents(stdout: &str, invocations: usize, posts: &[common::Post]) {
+    let documents: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.contains("\"_aws\""))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("an EMF line is one JSON document ({e}): {l}")))
+        .collect();
+    assert!(
+        !documents.is_empty() && documents.len() <= invocations,
+        "{} documents for {invocations} invocations",
+        documents.len()
+    );
+    let mut totals = common::emf::Totals::default();
+    for doc in &documents {
+        let (metrics, dimensions) = common::emf::validate(doc);
+        assert_eq!(dimensions["stage"], "prod");
+        assert_eq!(dimensions["function"], "wshub");
+        // The configured level (AWS_LAMBDA_LOG_LEVEL), so Lambda's log-level filter keeps it.
+        assert_eq!(doc["level"], "DEBUG");
+        assert!(
+            metrics.get("AuthorizerLatency").is_none_or(|d| d.values.len() == 1),
+            "one authorizer decision per invocation"
+        );
+        totals.add(&metrics);
+    }
+    let with_status = |status: u16| posts.iter().filter(|p| p.status == status).count() as f64;
+    assert_eq!(totals.sum("Connects"), 1.0);
+    assert_eq!(totals.sum("Disconnects"), 1.0);
+    assert_eq!(totals.sum("ConnectsDenied"), 2.0, "the two deny samples");
+    assert_eq!(totals.samples("AuthorizerLatency"), 6, "one per authorizer event");
+    assert_eq!(totals.sum("Delivered"), with_status(200));
+    assert_eq!(totals.sum("Throttled"), with_status(429));
+    assert_eq!(totals.sum("Throttled"), 1.0);
+    assert_eq!(totals.sum("Gone"), with_status(410));
+    assert_eq!(totals.sum("FailedPosts"), 0.0);
+    // One value per fan-out: the pushes, the EventBridge events and the client sendmessage.
+    assert_eq!(totals.samples("FanoutRecipients"), totals.samples("FanoutDuration"));
+    assert!(totals.samples("FanoutDuration") >= 8, "{totals:?}");
+    assert!(totals.sum("FanoutRecipients") >= with_status(200));
 }

@@ -258,11 +258,17 @@ async fn browser_subprotocol_token_is_accepted_and_echoed() {
         "the token is never echoed"
     );
     assert_eq!(request_whoami_user(&mut ws).await, "bob");
-    // A stage this hub does not serve is not the API.
-    assert!(connect_to(&format!("{}/prod", hub.ws), &[("token", "bob-token")])
+    // A stage this hub does not serve is a URL path, as behind the EdgePath distribution.
+    let mut other = connect_to(&format!("{}/prod", hub.ws), &[("token", "bob-token")])
         .await
-        .is_err());
+        .unwrap();
+    let me = next_whoami(&mut other).await;
+    assert_eq!(me["path"], "/prod");
     hub.shutdown().await;
+}
+
+async fn next_whoami(ws: &mut Ws) -> Value {
+    request(ws, json!({"action": "whoami"})).await
 }
 
 async fn request_whoami_user(ws: &mut Ws) -> String {
@@ -638,6 +644,21 @@ impl ConnectionStore for BrokenStore {
     async fn remove_connection(&self, id: &str) -> Result<(), wshub::store::StoreError> {
         self.0.remove_connection(id).await
     }
+    async fn remove_connection_older_than(&self, id: &str, before: i64) -> Result<bool, wshub::store::StoreError> {
+        self.0.remove_connection_older_than(id, before).await
+    }
+    async fn claim_job(&self, key: &str, by: &str, ttl: i64) -> Result<bool, wshub::store::StoreError> {
+        self.0.claim_job(key, by, ttl).await
+    }
+    async fn take_send_token(
+        &self,
+        id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst: u32,
+    ) -> Result<bool, wshub::store::StoreError> {
+        self.0.take_send_token(id, now_ms, interval_ms, burst).await
+    }
     async fn subscribe(&self, id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), wshub::store::StoreError> {
         self.0.subscribe(id, topic, ttl, now).await
     }
@@ -894,5 +915,140 @@ async fn the_local_hub_serves_post_publish_with_a_publisher_key() {
         (status, body["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("forbidden"))
     );
+    hub.shutdown().await;
+}
+
+/// A memory store that, once told the hub's URL, posts to each new connection from inside
+/// `$connect` (right after its row is written, before the handler returns): through the
+/// Management API and as an SQS push, recording the answers.
+#[derive(Default)]
+struct PostsDuringConnect {
+    inner: MemoryStore,
+    http: std::sync::OnceLock<String>,
+    answers: std::sync::Mutex<Vec<(StatusCode, Value)>>,
+}
+
+#[async_trait::async_trait]
+impl ConnectionStore for PostsDuringConnect {
+    async fn put_connection(&self, c: &wshub::store::Connection) -> Result<(), wshub::store::StoreError> {
+        self.inner.put_connection(c).await?;
+        if let Some(http) = self.http.get() {
+            let url = format!("{http}/local/@connections/{}", encode(&c.connection_id));
+            let (status, _, _) = http_request(Method::POST, &url, "early").await;
+            let body = json!({"connectionId": c.connection_id, "data": "early"}).to_string();
+            let (_, _, pushed) = http_request(Method::POST, &format!("{http}/_local/sqs"), &body).await;
+            let pushed = serde_json::from_str(&pushed).unwrap_or(Value::Null);
+            self.answers.lock().unwrap().push((status, pushed));
+        }
+        Ok(())
+    }
+    async fn get_connection(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<wshub::store::ConnectionView>, wshub::store::StoreError> {
+        self.inner.get_connection(id, now).await
+    }
+    async fn remove_connection(&self, id: &str) -> Result<(), wshub::store::StoreError> {
+        self.inner.remove_connection(id).await
+    }
+    async fn remove_connection_older_than(&self, id: &str, before: i64) -> Result<bool, wshub::store::StoreError> {
+        self.inner.remove_connection_older_than(id, before).await
+    }
+    async fn claim_job(&self, key: &str, by: &str, ttl: i64) -> Result<bool, wshub::store::StoreError> {
+        self.inner.claim_job(key, by, ttl).await
+    }
+    async fn take_send_token(
+        &self,
+        id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst: u32,
+    ) -> Result<bool, wshub::store::StoreError> {
+        self.inner.take_send_token(id, now_ms, interval_ms, burst).await
+    }
+    async fn subscribe(&self, id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), wshub::store::StoreError> {
+        self.inner.subscribe(id, topic, ttl, now).await
+    }
+    async fn unsubscribe(&self, id: &str, topic: &str) -> Result<(), wshub::store::StoreError> {
+        self.inner.unsubscribe(id, topic).await
+    }
+    fn members(&self, group: wshub::store::Group, now: i64) -> wshub::store::Pages {
+        self.inner.members(group, now)
+    }
+    async fn touch_user(&self, user: &str, at: i64, ttl: i64) -> Result<(), wshub::store::StoreError> {
+        self.inner.touch_user(user, at, ttl).await
+    }
+    async fn presence(
+        &self,
+        users: &[String],
+        now: i64,
+    ) -> Result<Vec<wshub::store::Presence>, wshub::store::StoreError> {
+        self.inner.presence(users, now).await
+    }
+    fn start(&self, group: &wshub::store::Group) -> Vec<wshub::store::Cursor> {
+        self.inner.start(group)
+    }
+    async fn page(
+        &self,
+        group: &wshub::store::Group,
+        cursor: &wshub::store::Cursor,
+        limit: usize,
+        now: i64,
+    ) -> Result<wshub::store::Page, wshub::store::StoreError> {
+        self.inner.page(group, cursor, limit, now).await
+    }
+    async fn record(
+        &self,
+        publication: &wshub::store::NewPublication<'_>,
+        now: i64,
+    ) -> Result<wshub::store::Recorded, wshub::store::StoreError> {
+        self.inner.record(publication, now).await
+    }
+    async fn history(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+        keep: u64,
+        ttl: i64,
+        now: i64,
+    ) -> Result<wshub::store::History, wshub::store::StoreError> {
+        self.inner.history(stream, after, limit, keep, ttl, now).await
+    }
+}
+
+/// `http` under another name, so the store above can call it from a trait method.
+async fn http_request(method: Method, url: &str, body: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    http(method, url, body).await
+}
+
+/// Issue 11 item 11: as API Gateway, the hub answers 410 to a post made while `$connect` runs
+/// (it is not queued), and the push that met that 410 keeps the new connection's row: the
+/// socket stays reachable once the handshake completes.
+#[tokio::test]
+async fn a_410_during_connect_does_not_delete_the_new_connection() {
+    let store = Arc::new(PostsDuringConnect::default());
+    let hub = start_on(
+        Settings::default(),
+        config(&[("AUTH_TOKENS", "alice=alice-token")]),
+        store.clone(),
+    )
+    .await;
+    store.http.set(hub.http.clone()).unwrap();
+    let mut ws = connect(&hub, "alice-token").await;
+    let id = connection_id(&mut ws).await;
+    let answers = store.answers.lock().unwrap().clone();
+    assert_eq!(
+        answers,
+        [(StatusCode::GONE, json!({"batchItemFailures": []}))],
+        "a post during $connect answers 410; the push counts it as gone, not failed"
+    );
+    assert!(
+        hub.stored(&id).await,
+        "the 410 must not delete a connection still in $connect"
+    );
+    push(&hub, &json!({"connectionId": id, "data": "later"}).to_string()).await;
+    assert_eq!(next_posted(&mut ws).await["data"], "later");
     hub.shutdown().await;
 }

@@ -108,6 +108,7 @@ async fn sqs_push_retries_cleans_up_and_reports() {
             user_id: user.into(),
             connected_at: 0,
             source_ip: None,
+            path: None,
             ttl: now + 600,
         };
         store.put_connection(&c).await.unwrap();

@@ -34,7 +34,7 @@ pub const PUBLISH_PATH: &str = "/publish";
 pub const MAX_PUSHES: usize = 10;
 
 pub(super) async fn handle(hub: &Hub, request: &ApiGatewayV2httpRequest, deadline: Option<Instant>) -> Reply {
-    if let Err(reply) = authorize(hub, request) {
+    if let Err(reply) = authorize(hub, request).await {
         return reply;
     }
     let pushes = match parse(request) {
@@ -84,7 +84,7 @@ pub(super) async fn handle(hub: &Hub, request: &ApiGatewayV2httpRequest, deadlin
 }
 
 /// The IAM context API Gateway sets after verifying SigV4, or a publisher key.
-fn authorize(hub: &Hub, request: &ApiGatewayV2httpRequest) -> Result<(), Reply> {
+async fn authorize(hub: &Hub, request: &ApiGatewayV2httpRequest) -> Result<(), Reply> {
     let iam = request.request_context.authorizer.as_ref().and_then(|a| a.iam.as_ref());
     if let Some(iam) = iam {
         tracing::info!(caller = iam.user_arn.as_deref().unwrap_or("-"), "publisher (IAM)");
@@ -108,7 +108,13 @@ fn authorize(hub: &Hub, request: &ApiGatewayV2httpRequest) -> Result<(), Reply> 
             )
         });
     };
-    let keys = &hub.config.publish_keys;
+    // The keys in force: the environment's, or those fetched from Parameter Store / Secrets
+    // Manager; when those cannot be read, nobody publishes (fail closed).
+    let credentials = hub.credentials().await.map_err(|e| {
+        tracing::error!(reason = %e, "POST /publish refused: the secrets are unavailable");
+        error(403, "forbidden", "credentials refused")
+    })?;
+    let keys = credentials.publish_keys();
     if keys.is_empty() {
         tracing::error!("POST /publish refused: no publisher key is configured (PUBLISH_KEYS) and the request is not IAM-authorized");
         return Err(error(403, "forbidden", "publishing is not configured"));

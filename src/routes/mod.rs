@@ -8,6 +8,7 @@
 
 mod connect;
 mod disconnect;
+mod forward;
 mod ping;
 mod sendmessage;
 mod subscription;
@@ -108,8 +109,12 @@ async fn message(ctx: &RouteContext<'_>) -> Frame {
             None,
         );
     }
-    let request = match Request::parse(ctx.request.body.as_deref().unwrap_or("")) {
+    let body = ctx.request.body.as_deref().unwrap_or("");
+    let request = match Request::parse(body) {
         Ok(request) => request,
+        Err(rejection) if rejection.code == ErrorCode::UnknownAction => {
+            return forward::handle(ctx, body, rejection).await;
+        }
         Err(rejection) => {
             tracing::info!(code = ?rejection.code, "rejected client frame");
             return rejection.into_frame();

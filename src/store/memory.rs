@@ -33,6 +33,10 @@ struct State {
     subscriptions: HashMap<String, BTreeSet<String>>,
     /// user id → (last active, epoch ms; ttl)
     presence: HashMap<String, (i64, i64)>,
+    /// job key → (claiming message, ttl)
+    claims: HashMap<String, (String, i64)>,
+    /// connection id → the send bucket's theoretical arrival time (epoch ms)
+    send_tat: HashMap<String, i64>,
     /// stream → its head and publications
     streams: HashMap<String, StreamState>,
     /// (stream, idempotency key) → who holds it, the seq it got, ttl
@@ -145,9 +149,65 @@ impl ConnectionStore for MemoryStore {
         }))
     }
 
+    async fn remove_connection_older_than(
+        &self,
+        connection_id: &str,
+        connected_before: i64,
+    ) -> Result<bool, StoreError> {
+        let young = self
+            .lock()
+            .connections
+            .get(connection_id)
+            .is_some_and(|c| c.connected_at >= connected_before);
+        if young {
+            return Ok(false);
+        }
+        self.remove_connection(connection_id).await?;
+        Ok(true)
+    }
+
+    async fn claim_job(&self, job_key: &str, claimer: &str, ttl: i64) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        match state.claims.get(job_key) {
+            Some((by, _)) if by != claimer => Ok(false),
+            _ => {
+                state.claims.insert(job_key.to_owned(), (claimer.to_owned(), ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn take_send_token(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst: u32,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        if !state.connections.contains_key(connection_id) {
+            return Err(StoreError::NotConnected(connection_id.to_owned()));
+        }
+        let tolerance = interval_ms.saturating_mul(i64::from(burst.max(1)) - 1);
+        let tat = state
+            .send_tat
+            .get(connection_id)
+            .copied()
+            .unwrap_or(i64::MIN)
+            .max(now_ms);
+        if tat > now_ms.saturating_add(tolerance) {
+            return Ok(false);
+        }
+        state
+            .send_tat
+            .insert(connection_id.to_owned(), tat.saturating_add(interval_ms));
+        Ok(true)
+    }
+
     async fn remove_connection(&self, connection_id: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
         state.connections.remove(connection_id);
+        state.send_tat.remove(connection_id);
         for topic in state.subscriptions.remove(connection_id).unwrap_or_default() {
             if let Some(members) = state.topics.get_mut(&topic) {
                 members.remove(connection_id);

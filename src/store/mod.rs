@@ -31,6 +31,8 @@ pub struct Connection {
     /// Epoch milliseconds, as API Gateway reports `connectedAt`.
     pub connected_at: i64,
     pub source_ip: Option<String>,
+    /// The URL path the client connected to (`EdgePath`, see [`crate::edge`]); never a credential.
+    pub path: Option<String>,
     /// Epoch seconds after which the row is dead even if still stored.
     pub ttl: i64,
 }
@@ -112,8 +114,34 @@ pub trait ConnectionStore: Send + Sync {
     /// The live connection and its topics, or `None`.
     async fn get_connection(&self, connection_id: &str, now: i64) -> Result<Option<ConnectionView>, StoreError>;
 
-    /// Removes the connection and every subscription it holds. Idempotent.
+    /// Removes the connection and every subscription it holds. Idempotent. The connection
+    /// row goes first, so a `subscribe` racing the removal fails instead of leaving an orphan.
     async fn remove_connection(&self, connection_id: &str) -> Result<(), StoreError>;
+
+    /// As [`Self::remove_connection`], but only when the connection's `connectedAt` (epoch ms)
+    /// is before `connected_before` (a conditional delete); `Ok(false)` when a younger row
+    /// was kept. A 410 from a post racing `$connect` must not delete the new connection.
+    async fn remove_connection_older_than(
+        &self,
+        connection_id: &str,
+        connected_before: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Claims a shard job for the SQS message `claimer` until `ttl` (epoch seconds): `true`
+    /// when the job was unclaimed or already claimed by the same message (a redelivery),
+    /// `false` when another message (a duplicate enqueue) holds it.
+    async fn claim_job(&self, job_key: &str, claimer: &str, ttl: i64) -> Result<bool, StoreError>;
+
+    /// Takes one token from the connection's send bucket (GCRA: one token every `interval_ms`,
+    /// at most `burst` at once) at `now_ms`; `false` when the bucket is empty. Fails with
+    /// `NotConnected` when the connection row is absent.
+    async fn take_send_token(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst: u32,
+    ) -> Result<bool, StoreError>;
 
     /// Subscribes a live connection (`NotConnected` otherwise) until `ttl`. Idempotent.
     async fn subscribe(&self, connection_id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), StoreError>;

@@ -3,7 +3,7 @@
 //!
 //! | item          | pk              | sk            | other attributes                                   |
 //! |---------------|-----------------|---------------|----------------------------------------------------|
-//! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, ttl  |
+//! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, path?, ttl |
 //! | subscription  | `CONN#<connId>` | `TOPIC#<t>`   | connectionId, topic, member?, ttl                  |
 //! | presence      | `USER#<userId>` | `PRESENCE`    | lastActiveAt, ttl                                  |
 //! | stream head   | `STREAM#<s>`    | `HEAD`        | seq, epoch, ttl                                    |
@@ -11,6 +11,10 @@
 //! | idempotency   | `STREAM#<s>`    | `KEY#<key>`   | owner, seq?, epoch?, ttl                           |
 //!
 //! Stream items ([`crate::store::stream`]) carry none of the index keys, so no index sees them.
+//! | job claim     | `JOB#<key>`     | `CLAIM`       | claimedBy, ttl                                     |
+//!
+//! The connection item also carries `sendTat` once its client sends (the send rate limit's
+//! theoretical arrival time, epoch ms; see [`crate::store::ConnectionStore::take_send_token`]).
 //!
 //! GSIs are sparse: only connection items carry `userId`, only subscription items carry `topic`.
 //! The presence item must never carry `userId`, `topic` or `connectionId`: with them it would
@@ -39,11 +43,18 @@ pub const USER_ID: &str = "userId";
 pub const TOPIC: &str = "topic";
 pub const CONNECTED_AT: &str = "connectedAt";
 pub const SOURCE_IP: &str = "sourceIp";
+/// The connection's URL path (`EdgePath`), when it has one.
+pub const PATH: &str = "path";
 pub const TTL: &str = "ttl";
 pub const META: &str = "META";
 /// Epoch milliseconds of the user's latest connect or disconnect.
 pub const LAST_ACTIVE_AT: &str = "lastActiveAt";
 pub const PRESENCE: &str = "PRESENCE";
+/// A shard job's claim: which SQS message holds it ([`crate::shard`]).
+pub const CLAIM: &str = "CLAIM";
+pub const CLAIMED_BY: &str = "claimedBy";
+/// The send rate limit's state on the connection item.
+pub const SEND_TAT: &str = "sendTat";
 pub const BY_USER: &str = "byUser";
 pub const HEAD: &str = "HEAD";
 pub const SEQ: &str = "seq";
@@ -95,6 +106,10 @@ pub fn seq_sk(seq: u64) -> String {
 
 pub fn key_sk(key: &str) -> String {
     format!("KEY#{key}")
+}
+
+pub fn job_pk(job_key: &str) -> String {
+    format!("JOB#{job_key}")
 }
 
 pub fn topic_sk(topic: &str) -> String {
