@@ -48,6 +48,8 @@ pub enum ErrorCode {
     NotConnected,
     /// `sendmessage` beyond `SEND_RATE_PER_SECOND` (after a burst of `SEND_RATE_BURST`).
     RateLimited,
+    /// `presence` on a topic outside `PRESENCE_TOPICS`: its members are not tracked.
+    NotPresenceTopic,
     /// A backend failed; the request may be retried.
     Internal,
 }

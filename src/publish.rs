@@ -256,7 +256,7 @@ impl Stamp {
 
 /// Records `publication` on its stream (step 1 of the module docs).
 pub async fn record(hub: &Hub, publication: &Publication, now: i64) -> Result<Stamp, StoreError> {
-    let (Some(stream), Some(ttl)) = (&publication.stream, hub.config.history.ttl) else {
+    let Some(stream) = &publication.stream else {
         return Ok(Stamp::Unrecorded);
     };
     let stored = Stored {
@@ -265,9 +265,24 @@ pub async fn record(hub: &Hub, publication: &Publication, now: i64) -> Result<St
         from: publication.from.clone(),
         id: publication.id.clone(),
     };
-    let body = serde_json::to_string(&stored).unwrap_or_default();
     let owner = publication.id.as_deref().unwrap_or("");
-    let key = publication.key.as_deref();
+    record_stored(hub, stream, &stored, publication.key.as_deref(), owner, now).await
+}
+
+/// Records one stored publication (a push, or a presence event) on `stream`: the one way onto
+/// a stream, so every publication is counted and stamped alike.
+async fn record_stored(
+    hub: &Hub,
+    stream: &str,
+    stored: &Stored,
+    key: Option<&str>,
+    owner: &str,
+    now: i64,
+) -> Result<Stamp, StoreError> {
+    let Some(ttl) = hub.config.history.ttl else {
+        return Ok(Stamp::Unrecorded);
+    };
+    let body = serde_json::to_string(stored).unwrap_or_default();
     let recorded = hub
         .store
         .record(
@@ -447,35 +462,15 @@ pub async fn announce(
     deadline: Option<Instant>,
     now: i64,
 ) -> Result<Frame, StoreError> {
-    let pos = match hub.config.history.ttl {
-        None => None,
-        Some(ttl) => {
-            let stored = Stored {
-                data: Value::Null,
-                event: Some(event.clone()),
-                from: None,
-                id: None,
-            };
-            let body = serde_json::to_string(&stored).unwrap_or_default();
-            let recorded = hub
-                .store
-                .record(
-                    &NewPublication {
-                        stream: topic,
-                        key: None,
-                        owner: "",
-                        body: &body,
-                        ttl: now + ttl.as_secs() as i64,
-                    },
-                    now,
-                )
-                .await?;
-            match recorded {
-                Recorded::New(pos) | Recorded::Again(pos) => Some(pos),
-                Recorded::Duplicate(pos) => pos,
-            }
-        }
+    let stored = Stored {
+        data: Value::Null,
+        event: Some(event.clone()),
+        from: None,
+        id: None,
     };
+    // No idempotency key: every join and leave is a new publication.
+    let stamp = record_stored(hub, topic, &stored, None, "", now).await?;
+    let pos = stamp.pos().cloned();
     let frame = event.frame(topic, pos.as_ref());
     let report = hub
         .fanout(deadline)

@@ -18,7 +18,7 @@ use wshub::store::memory::MemoryStore;
 use wshub::{Config, Hub};
 
 /// Every error code. The match makes a new variant a compile error here until it is listed.
-const ERROR_CODES: [ErrorCode; 11] = [
+const ERROR_CODES: [ErrorCode; 12] = [
     ErrorCode::BadJson,
     ErrorCode::MissingAction,
     ErrorCode::UnknownAction,
@@ -29,6 +29,7 @@ const ERROR_CODES: [ErrorCode; 11] = [
     ErrorCode::PayloadTooLarge,
     ErrorCode::NotConnected,
     ErrorCode::RateLimited,
+    ErrorCode::NotPresenceTopic,
     ErrorCode::Internal,
 ];
 
@@ -44,6 +45,7 @@ fn wire_name(code: ErrorCode) -> String {
         | ErrorCode::PayloadTooLarge
         | ErrorCode::NotConnected
         | ErrorCode::RateLimited
+        | ErrorCode::NotPresenceTopic
         | ErrorCode::Internal => serde_json::to_value(code).unwrap().as_str().unwrap().to_owned(),
     }
 }

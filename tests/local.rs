@@ -708,6 +708,38 @@ impl ConnectionStore for BrokenStore {
     ) -> Result<wshub::store::History, wshub::store::StoreError> {
         self.0.history(stream, after, limit, keep, ttl, now).await
     }
+    async fn subscribe_member(
+        &self,
+        id: &str,
+        user: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+    ) -> Result<bool, wshub::store::StoreError> {
+        self.0.subscribe_member(id, user, topic, ttl, now).await
+    }
+    async fn unsubscribe_member(&self, id: &str, topic: &str) -> Result<bool, wshub::store::StoreError> {
+        self.0.unsubscribe_member(id, topic).await
+    }
+    async fn member_connections(
+        &self,
+        topic: &str,
+        user: &str,
+        now: i64,
+    ) -> Result<Vec<String>, wshub::store::StoreError> {
+        self.0.member_connections(topic, user, now).await
+    }
+    fn topic_members(&self, topic: &str, now: i64) -> wshub::store::Pages {
+        self.0.topic_members(topic, now)
+    }
+    async fn online_users(
+        &self,
+        cursor: &wshub::store::OnlineCursor,
+        limit: usize,
+        now: i64,
+    ) -> Result<wshub::store::OnlinePage, wshub::store::StoreError> {
+        self.0.online_users(cursor, limit, now).await
+    }
 }
 
 #[tokio::test]
@@ -1015,6 +1047,38 @@ impl ConnectionStore for PostsDuringConnect {
         now: i64,
     ) -> Result<wshub::store::History, wshub::store::StoreError> {
         self.inner.history(stream, after, limit, keep, ttl, now).await
+    }
+    async fn subscribe_member(
+        &self,
+        id: &str,
+        user: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+    ) -> Result<bool, wshub::store::StoreError> {
+        self.inner.subscribe_member(id, user, topic, ttl, now).await
+    }
+    async fn unsubscribe_member(&self, id: &str, topic: &str) -> Result<bool, wshub::store::StoreError> {
+        self.inner.unsubscribe_member(id, topic).await
+    }
+    async fn member_connections(
+        &self,
+        topic: &str,
+        user: &str,
+        now: i64,
+    ) -> Result<Vec<String>, wshub::store::StoreError> {
+        self.inner.member_connections(topic, user, now).await
+    }
+    fn topic_members(&self, topic: &str, now: i64) -> wshub::store::Pages {
+        self.inner.topic_members(topic, now)
+    }
+    async fn online_users(
+        &self,
+        cursor: &wshub::store::OnlineCursor,
+        limit: usize,
+        now: i64,
+    ) -> Result<wshub::store::OnlinePage, wshub::store::StoreError> {
+        self.inner.online_users(cursor, limit, now).await
     }
 }
 
