@@ -155,7 +155,12 @@ impl Change<'_> {
             }
         };
         if others > 0 {
-            tracing::debug!(topic, ?kind, others, "presence unchanged: the user has other connections");
+            tracing::debug!(
+                topic,
+                ?kind,
+                others,
+                "presence unchanged: the user has other connections"
+            );
             return;
         }
         let Some(endpoint) = &self.endpoint else {
@@ -198,7 +203,10 @@ mod tests {
                     })
                     .await
                     .unwrap();
-                store.subscribe_member(&c, &long(i), "room", now + 100, now).await.unwrap();
+                store
+                    .subscribe_member(&c, &long(i), "room", now + 100, now)
+                    .await
+                    .unwrap();
             }
         }
         let snap = snapshot(&store, "room", Some(&Value::from("x")), now).await.unwrap();

@@ -491,7 +491,11 @@ pub async fn announce(
         "presence event"
     );
     if !report.is_complete() {
-        tracing::error!(topic, failed = report.failed, "presence event not delivered to every subscriber");
+        tracing::error!(
+            topic,
+            failed = report.failed,
+            "presence event not delivered to every subscriber"
+        );
     }
     Ok(frame)
 }

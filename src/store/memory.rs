@@ -31,6 +31,9 @@ struct State {
     topics: HashMap<String, BTreeMap<String, i64>>,
     /// connection id → topics, so removal need not walk every topic.
     subscriptions: HashMap<String, BTreeSet<String>>,
+    /// (connection id, topic) → user: the subscriptions that are memberships of a presence
+    /// topic, as the DynamoDB store's `member` attribute marks them.
+    members: HashMap<(String, String), String>,
     /// user id → (last active, epoch ms; ttl)
     presence: HashMap<String, (i64, i64)>,
     /// job key → (claiming message, ttl)
@@ -209,6 +212,7 @@ impl ConnectionStore for MemoryStore {
         state.connections.remove(connection_id);
         state.send_tat.remove(connection_id);
         for topic in state.subscriptions.remove(connection_id).unwrap_or_default() {
+            state.members.remove(&(connection_id.to_owned(), topic.clone()));
             if let Some(members) = state.topics.get_mut(&topic) {
                 members.remove(connection_id);
                 if members.is_empty() {
@@ -221,6 +225,8 @@ impl ConnectionStore for MemoryStore {
 
     async fn subscribe(&self, connection_id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), StoreError> {
         let mut state = self.lock();
+        // A plain subscription replaces a member one, as the DynamoDB item is overwritten.
+        state.members.remove(&(connection_id.to_owned(), topic.to_owned()));
         if !state
             .connections
             .get(connection_id)
@@ -243,6 +249,7 @@ impl ConnectionStore for MemoryStore {
 
     async fn unsubscribe(&self, connection_id: &str, topic: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
+        state.members.remove(&(connection_id.to_owned(), topic.to_owned()));
         if let Some(members) = state.topics.get_mut(topic) {
             members.remove(connection_id);
         }
@@ -394,29 +401,24 @@ impl ConnectionStore for MemoryStore {
     async fn subscribe_member(
         &self,
         connection_id: &str,
-        _user_id: &str,
+        user_id: &str,
         topic: &str,
         ttl: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        // The connection's user is in its row: a subscription needs no copy of it here.
-        let before = {
-            let state = self.lock();
-            state.topics.get(topic).is_some_and(|m| m.contains_key(connection_id))
-        };
+        let key = (connection_id.to_owned(), topic.to_owned());
+        let new = !self.lock().members.contains_key(&key);
         self.subscribe(connection_id, topic, ttl, now).await?;
-        Ok(!before)
+        self.lock().members.insert(key, user_id.to_owned());
+        Ok(new)
     }
 
     async fn unsubscribe_member(&self, connection_id: &str, topic: &str) -> Result<bool, StoreError> {
-        let mut state = self.lock();
-        let removed = state
-            .topics
-            .get_mut(topic)
-            .is_some_and(|members| members.remove(connection_id).is_some());
-        if let Some(topics) = state.subscriptions.get_mut(connection_id) {
-            topics.remove(topic);
-        }
+        let removed = {
+            let state = self.lock();
+            state.topics.get(topic).is_some_and(|m| m.contains_key(connection_id))
+        };
+        self.unsubscribe(connection_id, topic).await?;
         Ok(removed)
     }
 
@@ -428,7 +430,12 @@ impl ConnectionStore for MemoryStore {
             .into_iter()
             .flatten()
             .filter(|(id, ttl)| {
-                is_live(**ttl, now) && state.connections.get(*id).is_some_and(|c| c.user_id == user_id)
+                is_live(**ttl, now)
+                    && state
+                        .members
+                        .get(&((*id).clone(), topic.to_owned()))
+                        .map(String::as_str)
+                        == Some(user_id)
             })
             .map(|(id, _)| id.clone())
             .collect())
@@ -442,7 +449,7 @@ impl ConnectionStore for MemoryStore {
             .into_iter()
             .flatten()
             .filter(|(_, ttl)| is_live(**ttl, now))
-            .filter_map(|(id, _)| state.connections.get(id).map(|c| c.user_id.clone()))
+            .filter_map(|(id, _)| state.members.get(&(id.clone(), topic.to_owned())).cloned())
             .collect();
         users.sort();
         let pages: Vec<Result<Vec<String>, StoreError>> =

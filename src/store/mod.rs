@@ -230,6 +230,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn memory_store_keeps_members_and_lists_who_is_online() {
+        super::contract::members::run(&super::memory::MemoryStore::with_page_size(10), "m-").await;
+        super::contract::members::online(&super::memory::MemoryStore::with_page_size(10)).await;
+    }
+
+    #[tokio::test]
     async fn memory_store_keeps_streams() {
         super::contract::history::run(&super::memory::MemoryStore::new(), "h-").await;
     }
