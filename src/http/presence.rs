@@ -130,9 +130,9 @@ pub(super) fn has_list_parameters(request: &ApiGatewayV2httpRequest) -> bool {
     query.first("limit").is_some() || query.first("cursor").is_some()
 }
 
-/// Most characters an encoded cursor may have: a resume key of three key attributes, each at
-/// most 1,024 bytes ("Partition key length" and "sort key length" limits of DynamoDB), plus
-/// the done user, in base64.
+/// Most characters an encoded cursor may have: a resume key of four key attributes, each at
+/// most 1,024 bytes (DynamoDB's limits on partition and sort key values, "Quotas in Amazon
+/// DynamoDB"), plus the done user, in base64.
 const MAX_CURSOR_CHARS: usize = 8 * 1024;
 const MAX_KEY_VALUE_BYTES: usize = 1024;
 
@@ -150,10 +150,13 @@ pub fn decode_cursor(text: &str) -> Option<OnlineCursor> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()?;
     let cursor: OnlineCursor = serde_json::from_slice(&bytes).ok()?;
     let key_ok = |key: &BTreeMap<String, String>| {
-        use crate::store::table::{PK, SK, USER_ID};
+        use crate::store::table::{CONNECTION_ID, PK, SK, USER_ID};
+        // The table's key and the `byUser` index's key (userId, connectionId).
         !key.is_empty()
             && key.iter().all(|(k, v)| {
-                [PK, SK, USER_ID].contains(&k.as_str()) && !v.is_empty() && v.len() <= MAX_KEY_VALUE_BYTES
+                [PK, SK, USER_ID, CONNECTION_ID].contains(&k.as_str())
+                    && !v.is_empty()
+                    && v.len() <= MAX_KEY_VALUE_BYTES
             })
     };
     let after_ok = cursor.after.as_ref().is_none_or(key_ok);
@@ -210,6 +213,7 @@ mod tests {
                 ("pk".to_owned(), "CONN#x".to_owned()),
                 ("sk".to_owned(), "META".to_owned()),
                 ("userId".to_owned(), "alice".to_owned()),
+                ("connectionId".to_owned(), "x".to_owned()),
             ])),
             done: Some("alice".into()),
         };
