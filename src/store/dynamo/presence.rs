@@ -8,11 +8,14 @@
 //!   member prefix ("Query operations in DynamoDB": the sort key condition `begins_with`).
 //! - A topic's members: `Query` pages of `byMember`, ascending by `member`, so one user's
 //!   connections are adjacent and the reader counts them without holding more than one user.
-//! - The online list: a `Scan` of the sparse `byUser` index (one small item per connection).
+//! - The online list: a `Scan` of the sparse `byUser` index (one small item per connection),
+//!   read page by page, never more than one Scan page and one page of users held.
 //!   "Partitions and data distribution in DynamoDB": items with the same partition key value
 //!   are stored together, sorted by sort key, so a user's connections come out adjacent. A page
-//!   that stops inside a user finishes that user with one `Query` of `byUser`, and the cursor
-//!   names the user as done, so the next page skips the rest of its rows.
+//!   of users ends before the first row of the user past `limit` (the cursor resumes from the
+//!   row before it); a page that ends with a Scan page, possibly inside a user, finishes that
+//!   user with one `Query` of `byUser`, and the cursor names the user as done, so the next
+//!   page skips the rest of its rows. The order is the Scan's: stable while rows stay.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, ReturnValue, TransactWriteItem};
@@ -179,55 +182,74 @@ impl DynamoStore {
         let limit = limit.max(1);
         let mut users: Vec<(String, u32)> = Vec::new();
         let mut after = start_key_of(cursor);
+        // Rows of the user the previous page ended with are skipped: it was counted whole.
         let mut done = cursor.done.clone();
-        loop {
-            // Never more rows than users still wanted: a page cannot overshoot `limit` users.
-            let wanted = (limit - users.len()).max(1);
-            let wanted = self.page_size.map_or(wanted as i32, |cap| cap.min(wanted as i32));
+        // Where the next page starts, and whether the last user may go on past it.
+        let mut next: Option<(Item, bool)> = None;
+        'pages: loop {
             let out = self
                 .client
                 .scan()
                 .table_name(&self.table)
                 .index_name(BY_USER)
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
                 .expression_attribute_names("#u", USER_ID)
+                .expression_attribute_names("#c", CONNECTION_ID)
                 .expression_attribute_names("#ttl", TTL)
-                .projection_expression("#u, #ttl")
+                .projection_expression("#pk, #sk, #u, #c, #ttl")
                 .set_exclusive_start_key(after.take())
-                .limit(wanted)
+                .set_limit(self.page_size)
                 .send()
                 .await
                 .map_err(|e| backend("Scan", e))?;
+            let mut last_row: Option<Item> = None;
             for item in out.items.unwrap_or_default() {
                 let Some(user) = get_s(&item, USER_ID) else { continue };
                 if done.as_deref() == Some(user.as_str()) {
+                    last_row = Some(item);
                     continue;
                 }
                 done = None;
-                if !is_live(get_ttl(&item), now) {
-                    continue;
+                if is_live(get_ttl(&item), now) {
+                    let full = users.len() == limit;
+                    match users.last_mut() {
+                        Some((last, count)) if *last == user => *count += 1,
+                        // A new user past the limit: the page ends before it. The last user's
+                        // rows are all behind (a user's rows are adjacent), so it is complete.
+                        _ if full => {
+                            next = last_row.map(|row| (index_key(&row), false));
+                            break 'pages;
+                        }
+                        _ => users.push((user, 1)),
+                    }
                 }
-                match users.last_mut() {
-                    Some((last, count)) if *last == user => *count += 1,
-                    _ => users.push((user, 1)),
-                }
+                last_row = Some(item);
             }
             after = out.last_evaluated_key.filter(|k| !k.is_empty());
-            if after.is_none() || users.len() >= limit {
-                break;
+            match after {
+                None => break,
+                // The Scan page ended with the page full: the last user may go on past it.
+                Some(ref key) if users.len() == limit => {
+                    next = Some((key.clone(), true));
+                    break;
+                }
+                Some(_) => {}
             }
         }
-        let next = match after {
+        let next = match next {
             None => None,
-            Some(last_key) => {
-                // The page may have stopped inside the last user: count that user whole, and
-                // let the next page skip the rest of their rows.
-                if let Some((user, count)) = users.last_mut() {
-                    *count = self.count_connections(user, now).await?;
+            Some((key, may_go_on)) => {
+                if may_go_on {
+                    // Count that user whole; the next page skips the rest of their rows.
+                    if let Some((user, count)) = users.last_mut() {
+                        *count = self.count_connections(user, now).await?;
+                    }
                 }
-                let resume = next_cursor(None, Some(last_key), "Scan")?.and_then(|c| c.after);
+                let resume = next_cursor(None, Some(key), "Scan")?.and_then(|c| c.after);
                 Some(OnlineCursor {
                     after: resume,
-                    done: users.last().map(|(u, _)| u.clone()).or(done),
+                    done: users.last().map(|(u, _)| u.clone()),
                 })
             }
         };
@@ -247,6 +269,15 @@ impl DynamoStore {
             next,
         })
     }
+}
+
+/// The `byUser` index key of a row (the table's key and the index's), as a Scan resumes from:
+/// "ExclusiveStartKey" may name any row the Scan returned.
+fn index_key(row: &Item) -> Item {
+    [PK, SK, USER_ID, CONNECTION_ID]
+        .iter()
+        .filter_map(|k| row.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+        .collect()
 }
 
 fn start_key_of(cursor: &OnlineCursor) -> Option<Item> {
