@@ -7,13 +7,15 @@
 //!   subscribed. `leave`: a connection's subscription was removed (`unsubscribe`, `$disconnect`)
 //!   and no other connection of its user is left. The leaving or joining connection itself is
 //!   left out of that check, because DynamoDB's index may not show its own write yet ("Using
-//!   Global Secondary Indexes in DynamoDB": index reads are eventually consistent).
+//!   Global Secondary Indexes in DynamoDB": queries of a global secondary index are eventually
+//!   consistent).
 //! - Both are publications on the topic's stream ([`crate::publish::announce`]): recorded with
 //!   seq and epoch, replayed by `subscribe` with `since` and by `history`, delivered to every
 //!   subscriber of the topic (the joining connection included).
 //!
 //! What is not exact, and how it converges:
-//! - A connection that vanishes without `$disconnect` stays a member until its rows' TTL
+//! - A connection that vanishes without `$disconnect` ("$disconnect is a best-effort event":
+//!   "Manage connected users and client apps: $connect and $disconnect routes") stays a member until its rows' TTL
 //!   (`CONNECTION_TTL_SECONDS`) passes or a push to it gets a 410 that removes it; then
 //!   `presence` no longer lists it, but no `leave` is sent (nothing runs when a row expires).
 //! - Two connections of one user joining or leaving at the same moment can each see the other
