@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::auth::{AuthConfig, AuthConfigError};
+use crate::auth::{AuthConfig, AuthConfigError, ClaimRules, TokenUse};
 use crate::topics::{self, TopicAccess};
 
 /// A little over API Gateway's 2-hour connection limit, so a row outlives its socket
@@ -49,7 +49,7 @@ pub struct Config {
     /// `SHARD_THRESHOLD`: members one invocation lists and delivers before it hands the rest of
     /// the audience to the queue.
     pub shard_threshold: usize,
-    /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`.
+    /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_TOKEN_USE`.
     pub auth: AuthConfig,
     /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
     pub topic_access: TopicAccess,
@@ -119,12 +119,22 @@ impl Config {
                 });
             }
         }
-        let auth = AuthConfig::with_jwks(
+        let token_use = match get("JWT_TOKEN_USE") {
+            None => None,
+            Some(v) => Some(TokenUse::parse(&v).ok_or_else(|| ConfigError::Invalid {
+                name: "JWT_TOKEN_USE",
+                reason: format!("expected id or access, got {v:?}"),
+            })?),
+        };
+        let auth = AuthConfig::with_rules(
             get("AUTH_TOKENS").as_deref(),
             get("JWT_SECRET").as_deref(),
             jwks_url.as_deref(),
-            get("JWT_ISSUER"),
-            get("JWT_AUDIENCE"),
+            ClaimRules {
+                issuer: get("JWT_ISSUER"),
+                audience: get("JWT_AUDIENCE"),
+                token_use,
+            },
         )?;
         let topic_access = match get("TOPIC_ACCESS").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("open") => TopicAccess::Open,

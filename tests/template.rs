@@ -208,6 +208,7 @@ fn iam_grants_only_what_the_code_calls() {
         "PUBLIC_TOPICS",
         "JWT_ISSUER",
         "JWT_AUDIENCE",
+        "JWT_TOKEN_USE",
         "ALLOW_CLIENT_BROADCAST",
         "CONNECTION_TTL_SECONDS",
         "PUSH_CONCURRENCY",
