@@ -14,6 +14,7 @@ pub const DEFAULT_PRESENCE_TTL_SECONDS: u64 = 30 * 86_400;
 /// About two seconds of posting at the default concurrency and a typical post latency: small
 /// pushes never touch the queue, and a large one splits into jobs that each finish quickly.
 pub const DEFAULT_SHARD_THRESHOLD: usize = 5000;
+pub const DEFAULT_MAX_TOPICS_PER_CONNECTION: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,6 +54,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
     pub topic_access: TopicAccess,
+    /// `MAX_TOPICS_PER_CONNECTION`: subscriptions one connection may hold; past it `subscribe`
+    /// answers `too_many_topics`. Bounds what one client costs in storage, `$disconnect` and
+    /// `whoami`.
+    pub max_topics_per_connection: usize,
 }
 
 impl Config {
@@ -100,6 +105,9 @@ impl Config {
         let shard_threshold = parse_number(get("SHARD_THRESHOLD"), "SHARD_THRESHOLD")?
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_SHARD_THRESHOLD);
+        let max_topics_per_connection = parse_number(get("MAX_TOPICS_PER_CONNECTION"), "MAX_TOPICS_PER_CONNECTION")?
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .unwrap_or(DEFAULT_MAX_TOPICS_PER_CONNECTION);
         let jwks_url = get("JWT_JWKS_URL");
         if let Some(url) = &jwks_url {
             // Keys fetched over plain http could be swapped in transit; loopback is for tests.
@@ -171,6 +179,7 @@ impl Config {
             shard_threshold,
             auth,
             topic_access,
+            max_topics_per_connection,
         })
     }
 }
@@ -219,6 +228,7 @@ mod tests {
             "no queue: every push is delivered in one invocation"
         );
         assert_eq!(c.shard_threshold, DEFAULT_SHARD_THRESHOLD);
+        assert_eq!(c.max_topics_per_connection, DEFAULT_MAX_TOPICS_PER_CONNECTION);
         assert!(!c.auth.is_configured(), "no auth variables means nothing is accepted");
     }
 
@@ -271,6 +281,21 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("JWT_JWKS_URL"));
+    }
+
+    #[test]
+    fn topic_cap_and_token_use() {
+        let c = config(&[("CONNECTIONS_TABLE", "t"), ("MAX_TOPICS_PER_CONNECTION", "7")]).unwrap();
+        assert_eq!(c.max_topics_per_connection, 7);
+        for bad in ["0", "-1", "many"] {
+            let err = config(&[("CONNECTIONS_TABLE", "t"), ("MAX_TOPICS_PER_CONNECTION", bad)]).unwrap_err();
+            assert!(err.to_string().contains("MAX_TOPICS_PER_CONNECTION"), "{err}");
+        }
+        for good in ["id", "access", ""] {
+            config(&[("CONNECTIONS_TABLE", "t"), ("JWT_TOKEN_USE", good)]).unwrap();
+        }
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("JWT_TOKEN_USE", "refresh")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_TOKEN_USE"), "{err}");
     }
 
     #[test]

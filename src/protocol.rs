@@ -33,6 +33,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The connection is not (or no longer) registered.
     NotConnected,
+    /// `subscribe` would take the connection past `MAX_TOPICS_PER_CONNECTION` subscriptions.
+    TooManyTopics,
     /// A backend failed; the request may be retried.
     Internal,
 }

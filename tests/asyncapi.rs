@@ -18,7 +18,7 @@ use wshub::store::memory::MemoryStore;
 use wshub::{Config, Hub};
 
 /// Every error code. The match makes a new variant a compile error here until it is listed.
-const ERROR_CODES: [ErrorCode; 10] = [
+const ERROR_CODES: [ErrorCode; 11] = [
     ErrorCode::BadJson,
     ErrorCode::MissingAction,
     ErrorCode::UnknownAction,
@@ -28,6 +28,7 @@ const ERROR_CODES: [ErrorCode; 10] = [
     ErrorCode::ForbiddenTopic,
     ErrorCode::PayloadTooLarge,
     ErrorCode::NotConnected,
+    ErrorCode::TooManyTopics,
     ErrorCode::Internal,
 ];
 
@@ -42,6 +43,7 @@ fn wire_name(code: ErrorCode) -> String {
         | ErrorCode::ForbiddenTopic
         | ErrorCode::PayloadTooLarge
         | ErrorCode::NotConnected
+        | ErrorCode::TooManyTopics
         | ErrorCode::Internal => serde_json::to_value(code).unwrap().as_str().unwrap().to_owned(),
     }
 }
@@ -332,6 +334,17 @@ async fn the_handlers_produce_every_message_and_error_code_of_the_document() {
         .request(s, "A", r#"{"action":"subscribe","topic":"user:bob"}"#)
         .await;
     assert_eq!(reply["code"], "forbidden_topic");
+
+    let capped = fixture(&[("MAX_TOPICS_PER_CONNECTION", "1")]);
+    capped.connect("A", "alice").await;
+    assert_eq!(
+        capped.request(s, "A", r#"{"action":"subscribe","topic":"one"}"#).await["action"],
+        "subscribed"
+    );
+    let reply = capped
+        .request(s, "A", r#"{"action":"subscribe","topic":"two","id":5}"#)
+        .await;
+    assert_eq!(reply["code"], "too_many_topics");
 
     // No @connections endpoint can be derived: the backend side is broken, not the request.
     let unconfigured = fixture(&[("APIGW_MANAGEMENT_ENDPOINT", "")]);

@@ -310,6 +310,31 @@ async fn sendmessage_reaches_the_other_subscriber_and_errors_keep_the_socket() {
 }
 
 #[tokio::test]
+async fn subscribing_past_max_topics_per_connection_answers_too_many_topics() {
+    let hub = start_with(
+        Settings::default(),
+        &[("AUTH_TOKENS", "t"), ("MAX_TOPICS_PER_CONNECTION", "2")],
+    )
+    .await;
+    let mut ws = connect(&hub, "t").await;
+    let subscribe = |topic: &str| json!({"action": "subscribe", "topic": topic});
+    assert_eq!(request(&mut ws, subscribe("a")).await["action"], "subscribed");
+    assert_eq!(request(&mut ws, subscribe("b")).await["action"], "subscribed");
+    assert_eq!(
+        request(&mut ws, subscribe("b")).await["action"],
+        "subscribed",
+        "a renewal"
+    );
+    let refused = request(&mut ws, subscribe("c")).await;
+    assert_eq!(refused["code"], "too_many_topics", "{refused}");
+    let whoami = request(&mut ws, json!({"action": "whoami"})).await;
+    assert_eq!(whoami["topics"].as_array().unwrap().len(), 2, "{whoami}");
+    request(&mut ws, json!({"action": "unsubscribe", "topic": "a"})).await;
+    assert_eq!(request(&mut ws, subscribe("c")).await["action"], "subscribed");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
 async fn sqs_injection_delivers_broadcast_user_topic_and_connection_pushes() {
     let hub = start().await;
     let mut alice = connect(&hub, "alice-token").await;
@@ -635,8 +660,15 @@ impl ConnectionStore for BrokenStore {
     async fn remove_connection(&self, id: &str) -> Result<(), wshub::store::StoreError> {
         self.0.remove_connection(id).await
     }
-    async fn subscribe(&self, id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), wshub::store::StoreError> {
-        self.0.subscribe(id, topic, ttl, now).await
+    async fn subscribe(
+        &self,
+        id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max: usize,
+    ) -> Result<(), wshub::store::StoreError> {
+        self.0.subscribe(id, topic, ttl, now, max).await
     }
     async fn unsubscribe(&self, id: &str, topic: &str) -> Result<(), wshub::store::StoreError> {
         self.0.unsubscribe(id, topic).await

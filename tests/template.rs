@@ -215,6 +215,7 @@ fn iam_grants_only_what_the_code_calls() {
         "PRESENCE_TTL_SECONDS",
         "PUSH_QUEUE_URL",
         "SHARD_THRESHOLD",
+        "MAX_TOPICS_PER_CONNECTION",
     ] {
         assert!(env.contains_key(name), "{name} missing from the function environment");
     }

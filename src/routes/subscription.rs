@@ -13,7 +13,13 @@ pub async fn subscribe(ctx: &RouteContext<'_>, topic: String, id: Option<Value>)
     match ctx
         .hub
         .store
-        .subscribe(ctx.connection_id, &topic, expiry, ctx.now)
+        .subscribe(
+            ctx.connection_id,
+            &topic,
+            expiry,
+            ctx.now,
+            ctx.hub.config.max_topics_per_connection,
+        )
         .await
     {
         Ok(()) => {
