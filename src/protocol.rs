@@ -40,6 +40,8 @@ pub enum ErrorCode {
     NotConnected,
     /// `sendmessage` beyond `SEND_RATE_PER_SECOND` (after a burst of `SEND_RATE_BURST`).
     RateLimited,
+    /// `subscribe` would take the connection past `MAX_TOPICS_PER_CONNECTION` subscriptions.
+    TooManyTopics,
     /// A backend failed; the request may be retried.
     Internal,
 }

@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use super::events::{self, authorizer_outcome, AuthorizerOutcome, ConnectionInfo};
 use super::notifier::{Outbound, Socket};
-use super::{error, route, State, MAX_MESSAGE_BYTES};
+use super::{error, route, Peer, State, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
 
 /// API Gateway's integration timeout, used as each handler call's deadline.
 const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
@@ -38,7 +38,7 @@ type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
 /// `GET /`: the WebSocket API, or the demo page for a browser that is not upgrading.
 pub(crate) async fn upgrade_root(
     Extract(state): Extract<Arc<State>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     query: QueryParams,
     ws: Upgrade,
@@ -53,7 +53,7 @@ pub(crate) async fn upgrade_root(
 pub(crate) async fn upgrade_stage(
     Extract(state): Extract<Arc<State>>,
     Path(stage): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     query: QueryParams,
     ws: Upgrade,
@@ -77,7 +77,7 @@ pub(crate) async fn upgrade_stage(
 /// Function does ([`crate::edge::viewer_request`]); anything else is API Gateway's 404.
 pub(crate) async fn upgrade_any(
     Extract(state): Extract<Arc<State>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     method: axum::http::Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
@@ -178,9 +178,11 @@ async fn upgrade(state: Arc<State>, peer: SocketAddr, headers: HeaderMap, query:
         }
         // tungstenite reads through a 128 KiB buffer per socket by default: 640 MB at 5k sockets.
         // Frames here are small JSON, and a larger one is still read, just in more calls.
+        // API Gateway's limits: 32 KB a frame, 128 KB a message (in several frames); over
+        // either, the socket closes with 1009.
         let mut ws = ws
             .max_message_size(MAX_MESSAGE_BYTES)
-            .max_frame_size(MAX_MESSAGE_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES)
             .read_buffer_size(READ_BUFFER_BYTES);
         // A browser drops a socket whose offered subprotocol is not echoed in the 101.
         if let Some(protocol) = response_header(&response, "sec-websocket-protocol") {
@@ -287,7 +289,7 @@ impl Connection {
                     let message = match frame {
                         Some(Ok(message)) => message,
                         Some(Err(e)) if is_too_big(&e) => {
-                            tracing::info!("message over {MAX_MESSAGE_BYTES} bytes");
+                            tracing::info!("frame over {MAX_FRAME_BYTES} bytes or message over {MAX_MESSAGE_BYTES} bytes");
                             break close(&mut ws, 1009, "Message too big").await;
                         }
                         // RFC 6455 fails the connection on a text frame that is not UTF-8;

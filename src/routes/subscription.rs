@@ -20,7 +20,13 @@ pub async fn subscribe(ctx: &RouteContext<'_>, topic: String, since: Option<Posi
         if let Err(e) = ctx
             .hub
             .store
-            .subscribe(ctx.connection_id, &topic, expiry, ctx.now)
+            .subscribe(
+                ctx.connection_id,
+                &topic,
+                expiry,
+                ctx.now,
+                ctx.hub.config.max_topics_per_connection,
+            )
             .await
         {
             return store_failure(e, id);

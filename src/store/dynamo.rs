@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, DeleteRequest, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, WriteRequest,
+    AttributeValue, ConditionCheck, Delete, DeleteRequest, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use aws_smithy_async::future::pagination_stream::PaginationStream;
@@ -392,6 +392,22 @@ where
     .boxed()
 }
 
+/// For a transaction cancelled by conditions: per item, whether its condition failed.
+/// `None` for any other error (throttling, a conflict with another transaction, …).
+fn condition_failures<R>(e: &SdkError<TransactWriteItemsError, R>) -> Option<Vec<bool>> {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
+            let failed: Vec<bool> = t
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                .collect();
+            failed.contains(&true).then_some(failed)
+        }
+        _ => None,
+    }
+}
+
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
@@ -599,9 +615,70 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
-    async fn subscribe(&self, connection_id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), StoreError> {
-        // One transaction, so a subscription never outlives a connection that vanished mid-request.
-        let check = ConditionCheck::builder()
+    /// The cap holds under concurrency without a read: the connection item counts its
+    /// subscriptions (`topicCount`), and one transaction raises the count, on condition that
+    /// the connection is live and under the cap, and puts the subscription, on condition that
+    /// it is new. Either condition failing cancels both (DynamoDB API Reference,
+    /// "TransactWriteItems": all or nothing, with one cancellation reason per item, in order).
+    /// Only then, to tell a renewal from a refusal, a second transaction renews an existing
+    /// subscription (the same condition check and put as before the cap existed).
+    async fn subscribe(
+        &self,
+        connection_id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max_topics: usize,
+    ) -> Result<(), StoreError> {
+        let max = i64::try_from(max_topics).unwrap_or(i64::MAX);
+        let count = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(META))
+            .update_expression("SET #count = if_not_exists(#count, :zero) + :one")
+            .condition_expression(
+                "attribute_exists(#pk) AND #ttl > :now AND (attribute_not_exists(#count) OR #count < :max)",
+            )
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_names("#count", TOPIC_COUNT)
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(max))
+            .build()
+            .expect("table, key, update and condition are set");
+        let put = |new: bool| {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item(PK, s(connection_pk(connection_id)))
+                .item(SK, s(topic_sk(topic)))
+                .item(CONNECTION_ID, s(connection_id))
+                .item(TOPIC, s(topic))
+                .item(TTL, n(ttl))
+                .expression_attribute_names("#pk", PK);
+            let put = if new {
+                put.condition_expression("attribute_not_exists(#pk)")
+            } else {
+                put.condition_expression("attribute_exists(#pk)")
+            };
+            put.build().expect("table and item are set")
+        };
+        let first = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .transact_items(TransactWriteItem::builder().put(put(true)).build())
+            .send()
+            .await;
+        match first {
+            Ok(_) => return Ok(()),
+            Err(e) if condition_failures(&e).is_none() => return Err(backend("TransactWriteItems", e)),
+            Err(_) => {}
+        }
+        // Not connected, at the cap, or already subscribed: renew only an existing subscription
+        // of a live connection (a subscription never outlives a connection that vanished).
+        let live = ConditionCheck::builder()
             .table_name(&self.table)
             .key(PK, s(connection_pk(connection_id)))
             .key(SK, s(META))
@@ -611,41 +688,67 @@ impl ConnectionStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .build()
             .expect("table, key and condition are set");
-        let put = Put::builder()
-            .table_name(&self.table)
-            .item(PK, s(connection_pk(connection_id)))
-            .item(SK, s(topic_sk(topic)))
-            .item(CONNECTION_ID, s(connection_id))
-            .item(TOPIC, s(topic))
-            .item(TTL, n(ttl))
-            .build()
-            .expect("table and item are set");
-        let result = self
+        let renewal = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(check).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().condition_check(live).build())
+            .transact_items(TransactWriteItem::builder().put(put(false)).build())
             .send()
             .await;
-        match result {
+        match renewal {
             Ok(_) => Ok(()),
-            Err(e) => {
-                // Reason 0 is the condition check on the connection row.
-                let condition_failed = matches!(
-                    e.as_service_error(),
-                    Some(TransactWriteItemsError::TransactionCanceledException(t))
-                        if t.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")
-                );
-                if condition_failed {
+            Err(e) => match condition_failures(&e) {
+                Some(failed) if failed.first() == Some(&true) => {
                     Err(StoreError::NotConnected(connection_id.to_owned()))
-                } else {
-                    Err(backend("TransactWriteItems", e))
                 }
-            }
+                Some(_) => Err(StoreError::TooManyTopics {
+                    connection_id: connection_id.to_owned(),
+                    limit: max_topics,
+                }),
+                None => Err(backend("TransactWriteItems", e)),
+            },
         }
     }
 
+    /// Deletes the subscription and lowers the connection's count in one transaction, each on
+    /// condition that there is something to take away; when the connection item is gone or
+    /// never counted (written before the cap existed) the subscription is deleted alone.
     async fn unsubscribe(&self, connection_id: &str, topic: &str) -> Result<(), StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(topic_sk(topic)))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .expect("table, key and condition are set");
+        let count = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(META))
+            .update_expression("SET #count = #count - :one")
+            .condition_expression("attribute_exists(#pk) AND #count > :zero")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#count", TOPIC_COUNT)
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .expect("table, key, update and condition are set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        let failed = match result {
+            Ok(_) => return Ok(()),
+            Err(e) => condition_failures(&e).ok_or_else(|| backend("TransactWriteItems", e))?,
+        };
+        if failed.first() == Some(&true) {
+            // Not subscribed: nothing to do (idempotent).
+            return Ok(());
+        }
         self.client
             .delete_item()
             .table_name(&self.table)

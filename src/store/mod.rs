@@ -100,6 +100,8 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("connection {0} is not registered")]
     NotConnected(String),
+    #[error("connection {connection_id} already subscribes to {limit} topics")]
+    TooManyTopics { connection_id: String, limit: usize },
     #[error("store failed during {op}: {message}")]
     Backend { op: &'static str, message: String },
 }
@@ -141,10 +143,19 @@ pub trait ConnectionStore: Send + Sync {
         burst: u32,
     ) -> Result<bool, StoreError>;
 
-    /// Subscribes a live connection (`NotConnected` otherwise) until `ttl`. Idempotent.
-    async fn subscribe(&self, connection_id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), StoreError>;
+    /// Subscribes a live connection (`NotConnected` otherwise) until `ttl`, unless that would
+    /// take it past `max_topics` subscriptions (`TooManyTopics`; concurrent subscribes cannot
+    /// slip past the cap together). Idempotent: renewing a subscription is never refused.
+    async fn subscribe(
+        &self,
+        connection_id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max_topics: usize,
+    ) -> Result<(), StoreError>;
 
-    /// Idempotent.
+    /// Idempotent; frees a place under the cap.
     async fn unsubscribe(&self, connection_id: &str, topic: &str) -> Result<(), StoreError>;
 
     /// The live members of `group`, paginated to the end.
