@@ -110,7 +110,7 @@ impl DynamoStore {
         &self.table
     }
 
-    /// Calls and consumed read capacity of this store (and its clones) so far.
+    /// Calls and consumed read and write capacity of this store (and its clones) so far.
     pub fn capacity(&self) -> &CapacityMeter {
         &self.meter
     }
