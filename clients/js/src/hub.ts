@@ -10,6 +10,7 @@ import type {
   WebSocketConstructor,
   WebSocketLike,
 } from "./types.js";
+import { probeUpgradeStatus } from "./probe.js";
 
 /**
  * An error frame from the hub (`code` is the hub's stable error code), or one of the client's
@@ -65,6 +66,8 @@ class Conn {
   keepalive: Timer | undefined;
   rollover: Timer | undefined;
   lastError: any;
+  url = "";
+  protocols: string[] | undefined;
   constructor(
     readonly ws: WebSocketLike,
     readonly token: string | undefined,
@@ -139,6 +142,8 @@ export class Hub {
   private readonly tokenOption: HubOptions["token"];
   private readonly tokenIn: "protocol" | "query";
   private readonly WS: WebSocketConstructor;
+  /** The global WebSocket, which hides a refused upgrade's status: probed in Node.js. */
+  private readonly probe: boolean;
   private currentState: State = "connecting";
   private primary: Conn | null = null;
   /** The socket being opened: a reconnect (no primary) or a roll-over (beside the primary). */
@@ -194,6 +199,7 @@ export class Hub {
       throw new TypeError("wshub-client: no global WebSocket (Node.js >= 22 has one); pass options.webSocket");
     }
     this.WS = WS;
+    this.probe = options.webSocket === undefined;
     for (const [topic, pos] of Object.entries(options.positions ?? {})) {
       if (isPosition(pos)) this.stream(topic).pos = { seq: pos.seq, epoch: pos.epoch };
     }
@@ -332,6 +338,8 @@ export class Hub {
       return this.shutdown({ reason: "invalid_token" });
     }
     const conn = new Conn(ws, token);
+    conn.url = url;
+    conn.protocols = protocols;
     this.pendingConn = conn;
     ws.onopen = () => this.onOpen(conn);
     ws.onmessage = (event) => this.onFrame(conn, event.data);
@@ -418,13 +426,11 @@ export class Hub {
     const rollover = !wasOpen && this.primary?.open === true && !this.primary.done;
     if (!wasOpen) {
       const status = refusedStatus(conn.lastError) ?? refusedStatus(event);
-      if (status !== undefined) {
-        const fn = typeof this.tokenOption === "function";
-        // A function may yield a new token; the same token refused twice will not pass either.
-        if (!fn || this.lastRefusedToken === conn.token) return this.shutdown({ reason: "refused", status });
-        this.lastRefusedToken = conn.token;
-      }
-      return this.failedAttempt(rollover);
+      if (status !== undefined || !this.probe) return this.failedBeforeOpen(conn, status, rollover);
+      void probeUpgradeStatus(conn.url, conn.protocols).then((probed) => {
+        if (!this.closed) this.failedBeforeOpen(conn, probed === 401 || probed === 403 ? probed : undefined, rollover);
+      });
+      return;
     }
     if (conn === this.rolling) {
       // The roll-over socket closed before the switch; the old one still serves.
@@ -445,6 +451,16 @@ export class Hub {
     this.setState("disconnected");
     // A roll-over socket still opening becomes the reconnect.
     if (!this.pendingConn) this.scheduleReconnect();
+  }
+
+  private failedBeforeOpen(conn: Conn, status: number | undefined, rollover: boolean): void {
+    if (status !== undefined) {
+      const fn = typeof this.tokenOption === "function";
+      // A function may yield a new token; the same token refused twice will not pass either.
+      if (!fn || this.lastRefusedToken === conn.token) return this.shutdown({ reason: "refused", status });
+      this.lastRefusedToken = conn.token;
+    }
+    this.failedAttempt(rollover);
   }
 
   private failedAttempt(rollover: boolean): void {
