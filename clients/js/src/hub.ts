@@ -105,6 +105,8 @@ const DEFAULTS = {
   lagFetchMs: 1000,
   historyLimit: 100,
 };
+/** Error codes that refusing a stream will not change on a retry. */
+const PERMANENT = new Set(["forbidden_topic", "invalid_topic", "bad_request", "unknown_action", "bad_json", "missing_action"]);
 /** Gap fills that make no progress before the missing range is given up as a gap. */
 const MAX_FILL_TRIES = 3;
 /** Ids of seq-less messages remembered to drop their duplicates (e.g. both sockets of a roll-over). */
@@ -477,9 +479,12 @@ export class Hub {
   }
 
   private backoff(): number {
-    // Full jitter: uniformly random below an exponentially growing cap.
-    const cap = Math.min(this.opts.maxDelayMs, this.opts.minDelayMs * 2 ** Math.min(this.attempt, 30));
-    this.attempt++;
+    return this.backoffFor(this.attempt++);
+  }
+
+  /** Full jitter: uniformly random below a cap doubling from `minDelayMs` to `maxDelayMs`. */
+  private backoffFor(attempt: number): number {
+    const cap = Math.min(this.opts.maxDelayMs, this.opts.minDelayMs * 2 ** Math.min(attempt, 30));
     return Math.random() * cap;
   }
 
@@ -760,24 +765,42 @@ export class Hub {
       if (!this.live(s)) return;
       if (Number.isSafeInteger(reply.seq) && typeof reply.epoch === "string") {
         if (since) await this.applyPages(conn, s, reply, since);
-        else s.pos = { seq: reply.seq, epoch: reply.epoch };
+        else s.pos = { seq: this.startSeq(s, reply.seq, reply.epoch), epoch: reply.epoch };
         ok = true;
       }
     } catch (e) {
       const error = e as WshubError;
-      if (error.frame && this.live(s)) {
+      if (error.frame && PERMANENT.has(error.code) && this.live(s)) {
         // The hub refused this stream (forbidden_topic, invalid_topic, …): stop following it.
         this.emit("error", { topic: s.topic, error });
         this.clearStreamTimers(s);
         this.streams.delete(s.topic);
+      } else if (this.live(s) && conn === this.primary && conn.open && !conn.done) {
+        // A timeout or a backend failure (`internal`) on a socket still in use: try again.
+        setTimeout(() => {
+          if (this.live(s) && conn === this.primary && conn.open && !conn.done && s.syncing === 0) {
+            void this.sync(conn, s, subscribe);
+          }
+        }, this.backoffFor(1));
       }
-      // connection_lost or timeout: the next connection resubscribes.
+      // connection_lost: the next connection resubscribes.
     } finally {
       s.syncing--;
     }
     if (!this.live(s) || s.syncing > 0) return;
     this.release(s);
     if (ok && subscribe) this.scheduleLagFetch(s);
+  }
+
+  /**
+   * Where a fresh subscription starts: after the stream's latest seq, unless publications at or
+   * before it already arrived live (they were published after the hub registered the
+   * subscription), which are then delivered too.
+   */
+  private startSeq(s: Stream, latest: number, epoch: string): number {
+    let start = latest;
+    for (const m of s.early) if (m.epoch === epoch && m.seq! - 1 < start) start = m.seq! - 1;
+    return Math.max(0, start);
   }
 
   /** Applies a `subscribed` or `history` reply, then pages with `history` while `more`. */

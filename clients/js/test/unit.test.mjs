@@ -427,3 +427,48 @@ test("unsubscribe stops delivery to the handler and tells the hub", async () => 
 });
 
 mock.reset();
+
+test("a fresh subscribe delivers a publication that raced it (arrived live, at or before the reply's seq)", async () => {
+  const fake = new FakeHub();
+  fake.intercept = (sock, frame) => {
+    if (frame.action !== "subscribe") return false;
+    sock.topics.add(frame.topic);
+    fake.publish(frame.topic, "raced"); // after the subscription, before the reply reads seq
+    fake.answer(sock, frame);
+    return true;
+  };
+  const { hub, messages } = client(fake, { lagFetchMs: 10_000 });
+  hub.subscribe("news");
+  await until(() => messages.length === 1);
+  assert.deepEqual(messages.map((m) => [m.data, m.seq]), [["raced", 1]]);
+  fake.intercept = null;
+  fake.publish("news", "next");
+  assert.deepEqual(seqs(messages, "news"), [1, 2]);
+  hub.close();
+});
+
+test("a subscribe the hub refuses is an error event; one that fails with internal is retried", async () => {
+  const fake = new FakeHub();
+  let failures = 1;
+  fake.intercept = (sock, frame) => {
+    if (frame.action !== "subscribe") return false;
+    if (frame.topic === "secret") {
+      sock.receive({ action: "error", code: "forbidden_topic", message: "no", id: frame.id });
+      return true;
+    }
+    if (failures-- > 0) {
+      sock.receive({ action: "error", code: "internal", message: "try again", id: frame.id });
+      return true;
+    }
+    return false;
+  };
+  const { hub } = client(fake, { lagFetchMs: 10_000, reconnect: { minDelayMs: 1, maxDelayMs: 1 } });
+  const errors = [];
+  hub.on("error", (e) => errors.push([e.topic, e.error.code]));
+  hub.subscribe("secret");
+  hub.subscribe("news");
+  await until(() => fake.sockets[0]?.topics.has("news"));
+  assert.deepEqual(errors, [["secret", "forbidden_topic"]]);
+  assert.equal(fake.sent("subscribe").filter((f) => f.topic === "news").length, 2);
+  hub.close();
+});
