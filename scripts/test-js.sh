@@ -109,4 +109,4 @@ export WSHUB_LOCAL_BIN="${WSHUB_LOCAL_BIN:-$root/${CARGO_TARGET_DIR:-target}/deb
 [[ "$WSHUB_LOCAL_BIN" = /* ]] || WSHUB_LOCAL_BIN="$root/$WSHUB_LOCAL_BIN"
 
 cd clients/js
-"$node24" --test --test-concurrency=1 "test/*.test.mjs"
+"$node24" --test --test-concurrency=1 --test-timeout=120000 "test/*.test.mjs"

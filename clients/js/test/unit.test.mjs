@@ -1,5 +1,5 @@
 // Unit tests: the client against a fake WebSocket and an in-memory hub (test/fake.mjs).
-import { test, mock } from "node:test";
+import { after, test, mock } from "node:test";
 import assert from "node:assert/strict";
 import { Hub, WshubError } from "../dist/index.js";
 import { FakeHub, flush, settle } from "./fake.mjs";
@@ -13,6 +13,10 @@ async function until(cond, ms = 3000, what = "condition") {
   }
 }
 
+/** Every client made here; closed at the end, so a failed test leaves no timer running. */
+const made = [];
+after(() => made.forEach((h) => h.close()));
+
 function client(fake, options = {}) {
   const hub = new Hub("wss://example.test/prod", { token: "t0k", webSocket: fake.WebSocket, ...options });
   const states = [];
@@ -21,6 +25,7 @@ function client(fake, options = {}) {
   hub.on("state", (s) => states.push(s));
   hub.on("gap", (g) => gaps.push(g));
   hub.on("message", (m) => messages.push(m));
+  made.push(hub);
   return { hub, states, gaps, messages };
 }
 
