@@ -43,6 +43,16 @@ echo "test-js: Node $("$node24" --version)"
   npm run --silent build
   npm pack --silent --pack-destination "$root/$out" >/dev/null
 )
+# The hub serves these modules to its demo page from committed copies (src/local/client/).
+for f in index hub probe types; do
+  if ! cmp -s "clients/js/dist/$f.js" "src/local/client/$f.js"; then
+    echo "test-js: src/local/client/$f.js differs from the fresh build; copy it:" >&2
+    echo "  cp clients/js/dist/{index,hub,probe,types}.js src/local/client/" >&2
+    exit 1
+  fi
+done
+[ "$(ls clients/js/dist/*.js | wc -l)" = 4 ] || { echo "test-js: dist/ has modules src/local/client/ lacks" >&2; exit 1; }
+
 version=$(node -p 'require("./clients/js/package.json").version')
 tarball="$root/$out/wshub-client-$version.tgz"
 echo "test-js: packed $tarball"
