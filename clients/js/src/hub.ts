@@ -767,6 +767,9 @@ export class Hub {
         if (since) await this.applyPages(conn, s, reply, since);
         else s.pos = { seq: this.startSeq(s, reply.seq, reply.epoch), epoch: reply.epoch };
         ok = true;
+      } else if (since && reply.recovered === false) {
+        // A hub that keeps no position for this stream (recording off) cannot replay it.
+        this.gap(s, undefined);
       }
     } catch (e) {
       const error = e as WshubError;
@@ -804,7 +807,7 @@ export class Hub {
   }
 
   /** Applies a `subscribed` or `history` reply, then pages with `history` while `more`. */
-  private async applyPages(conn: Conn, s: Stream, first: Frame, since: Position): Promise<void> {
+  private async applyPages(conn: Conn, s: Stream, first: Frame, since: Position, connected = false): Promise<void> {
     let reply = first;
     let from = since;
     for (;;) {
@@ -812,7 +815,17 @@ export class Hub {
         .filter((m: any) => m && Number.isSafeInteger(m.seq) && typeof m.epoch === "string")
         .map(({ action: _a, ...m }: Frame) => m as Message)
         .sort((a: Message, b: Message) => a.seq! - b.seq!);
-      if (reply.recovered === false) {
+      // A read made while connected all along (the index-lag read, a gap fill) on a stream that
+      // records nothing answers recovered:false too; with nothing newer than the position, and
+      // no message held for a hole, nothing was missed.
+      const nothingMissed =
+        connected &&
+        messages.length === 0 &&
+        s.pending.size === 0 &&
+        reply.epoch === from.epoch &&
+        Number.isSafeInteger(reply.seq) &&
+        reply.seq <= from.seq;
+      if (reply.recovered === false && !nothingMissed) {
         // Reported once: a live message of the new epoch may have reported it already.
         const reported = s.pos?.epoch === reply.epoch && from.epoch !== reply.epoch;
         if (!reported) this.gap(s, reply.epoch);
@@ -874,7 +887,7 @@ export class Hub {
       const since = { ...s.pos };
       const reply = await this.rpc(conn, { action: "history", topic: s.topic, since, limit: this.opts.historyLimit });
       if (this.live(s) && Number.isSafeInteger(reply.seq) && typeof reply.epoch === "string") {
-        await this.applyPages(conn, s, reply, since);
+        await this.applyPages(conn, s, reply, since, true);
       }
     } catch {
       // A lost connection resubscribes; an error frame leaves the hole to the next try.

@@ -9,7 +9,9 @@ export async function settle(rounds = 5) {
 }
 
 export class FakeHub {
-  constructor({ autoAccept = true, historyKept = Infinity, pageSize = Infinity } = {}) {
+  constructor({ autoAccept = true, historyKept = Infinity, pageSize = Infinity, recordingOff = false } = {}) {
+    /** Like HISTORY_TTL_SECONDS=0: no seq on messages, every read answers recovered:false. */
+    this.recordingOff = recordingOff;
     this.autoAccept = autoAccept;
     this.historyKept = historyKept;
     this.pageSize = pageSize;
@@ -95,6 +97,13 @@ export class FakeHub {
   /** Publishes on a stream; `to` limits which open sockets get it live (default: subscribers). */
   publish(topic, data, { to } = {}) {
     const s = this.stream(topic);
+    if (this.recordingOff) {
+      this.unrecorded = (this.unrecorded ?? 0) + 1;
+      const frame = { action: "message", topic, data, id: `m-${topic}-u${this.unrecorded}` };
+      const targets = to ?? this.open.filter((sock) => sock.topics.has(topic));
+      for (const sock of targets) sock.receive(frame);
+      return frame;
+    }
     s.seq += 1;
     const frame = { action: "message", topic, data, id: `m-${topic}-${s.seq}`, seq: s.seq, epoch: s.epoch };
     s.kept.push(frame);
@@ -114,6 +123,7 @@ export class FakeHub {
 
   read(topic, since, limit) {
     const s = this.stream(topic);
+    if (this.recordingOff) return { seq: s.seq, epoch: s.epoch, recovered: false, messages: [], more: false };
     const after = since && since.epoch === s.epoch ? since.seq : 0;
     const oldest = s.kept.length ? s.kept[0].seq : s.seq + 1;
     const recovered = !!since && since.epoch === s.epoch && after + 1 >= oldest;

@@ -477,3 +477,21 @@ test("a subscribe the hub refuses is an error event; one that fails with interna
   assert.equal(fake.sent("subscribe").filter((f) => f.topic === "news").length, 2);
   hub.close();
 });
+
+test("recording off: the index-lag read is no gap; a reconnect, which may have missed messages, is", async () => {
+  const fake = new FakeHub({ recordingOff: true });
+  const { hub, messages, gaps } = client(fake, { lagFetchMs: 10, reconnect: { minDelayMs: 1, maxDelayMs: 1 } });
+  hub.subscribe("volatile");
+  await until(() => fake.sent("history").length === 1);
+  await settle();
+  assert.deepEqual(gaps, []);
+  fake.publish("volatile", "live");
+  fake.sockets[0].drop();
+  fake.publish("volatile", "lost");
+  await until(() => gaps.length === 1);
+  assert.equal(gaps[0].topic, "volatile");
+  await until(() => fake.open.length === 1 && fake.open[0].topics.has("volatile"));
+  fake.publish("volatile", "after");
+  assert.deepEqual(messages.map((m) => m.data), ["live", "after"]);
+  hub.close();
+});

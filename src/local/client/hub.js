@@ -745,6 +745,10 @@ export class Hub {
                     s.pos = { seq: this.startSeq(s, reply.seq, reply.epoch), epoch: reply.epoch };
                 ok = true;
             }
+            else if (since && reply.recovered === false) {
+                // A hub that keeps no position for this stream (recording off) cannot replay it.
+                this.gap(s, undefined);
+            }
         }
         catch (e) {
             const error = e;
@@ -786,7 +790,7 @@ export class Hub {
         return Math.max(0, start);
     }
     /** Applies a `subscribed` or `history` reply, then pages with `history` while `more`. */
-    async applyPages(conn, s, first, since) {
+    async applyPages(conn, s, first, since, connected = false) {
         let reply = first;
         let from = since;
         for (;;) {
@@ -794,7 +798,16 @@ export class Hub {
                 .filter((m) => m && Number.isSafeInteger(m.seq) && typeof m.epoch === "string")
                 .map(({ action: _a, ...m }) => m)
                 .sort((a, b) => a.seq - b.seq);
-            if (reply.recovered === false) {
+            // A read made while connected all along (the index-lag read, a gap fill) on a stream that
+            // records nothing answers recovered:false too; with nothing newer than the position, and
+            // no message held for a hole, nothing was missed.
+            const nothingMissed = connected &&
+                messages.length === 0 &&
+                s.pending.size === 0 &&
+                reply.epoch === from.epoch &&
+                Number.isSafeInteger(reply.seq) &&
+                reply.seq <= from.seq;
+            if (reply.recovered === false && !nothingMissed) {
                 // Reported once: a live message of the new epoch may have reported it already.
                 const reported = s.pos?.epoch === reply.epoch && from.epoch !== reply.epoch;
                 if (!reported)
@@ -863,7 +876,7 @@ export class Hub {
             const since = { ...s.pos };
             const reply = await this.rpc(conn, { action: "history", topic: s.topic, since, limit: this.opts.historyLimit });
             if (this.live(s) && Number.isSafeInteger(reply.seq) && typeof reply.epoch === "string") {
-                await this.applyPages(conn, s, reply, since);
+                await this.applyPages(conn, s, reply, since, true);
             }
         }
         catch {
