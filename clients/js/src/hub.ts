@@ -116,6 +116,9 @@ const STABLE_MS = 10_000;
 /** How long a replaced connection may finish its requests before it is closed. */
 const RETIRE_GRACE_MS = 5_000;
 
+/** Placeholders for this client's own publications, which the hub does not echo to their sender. */
+const OWN = new WeakSet<Message>();
+
 const isPosition = (p: any): p is Position =>
   p != null && Number.isSafeInteger(p.seq) && p.seq >= 0 && typeof p.epoch === "string";
 
@@ -626,6 +629,7 @@ export class Hub {
       // The hub no longer knows this connection: a new one will.
       if (frame.code === "not_connected") this.drop(conn, 4002, "not connected");
     } else {
+      if (frame.action === "sent") this.own(frame);
       item.resolve(frame);
     }
   }
@@ -709,7 +713,22 @@ export class Hub {
 
   private advance(s: Stream, m: Message): void {
     s.pos = { seq: m.seq!, epoch: m.epoch! };
-    this.deliver(s, m);
+    if (!OWN.has(m)) this.deliver(s, m);
+  }
+
+  /**
+   * A `sent` reply names the seq this client's own message took in the topic's stream. The hub
+   * does not send a message back to its sender, so that seq is passed over here instead of
+   * being taken for a hole (and read back from history).
+   */
+  private own(reply: Frame): void {
+    const { topic, seq, epoch } = reply;
+    if (typeof topic !== "string" || !Number.isSafeInteger(seq) || typeof epoch !== "string") return;
+    const s = this.streams.get(topic);
+    if (!s || !s.pos || s.pos.epoch !== epoch) return;
+    const placeholder: Message = { topic, data: undefined, seq, epoch };
+    OWN.add(placeholder);
+    this.accept(s, placeholder);
   }
 
   private drain(s: Stream): void {
@@ -834,7 +853,7 @@ export class Hub {
       }
       for (const m of messages) this.accept(s, m);
       if (reply.more !== true || !s.pos || !this.live(s)) return;
-      if (s.pos.seq === from.seq && s.pos.epoch === from.epoch && reply.recovered !== false) return; // no progress
+      if (s.pos.seq === from.seq && s.pos.epoch === from.epoch) return; // no progress: never loop
       from = { ...s.pos };
       reply = await this.rpc(conn, { action: "history", topic: s.topic, since: from, limit: this.opts.historyLimit });
       if (!this.live(s)) return;

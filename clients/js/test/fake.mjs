@@ -159,7 +159,8 @@ export class FakeHub {
         const delivered = this.publish(frame.topic, frame.data, {
           to: this.open.filter((s) => s !== sock && s.topics.has(frame.topic)),
         });
-        return sock.receive({ action: "sent", topic: frame.topic, recipients: delivered ? 1 : 0, id });
+        const { seq, epoch } = delivered;
+        return sock.receive({ action: "sent", topic: frame.topic, recipients: 1, ...(seq ? { seq, epoch } : {}), id });
       }
       case "whoami":
         return sock.receive({ action: "whoami", connectionId: "c", userId: "u", topics: [...sock.topics], id });

@@ -495,3 +495,20 @@ test("recording off: the index-lag read is no gap; a reconnect, which may have m
   assert.deepEqual(messages.map((m) => m.data), ["live", "after"]);
   hub.close();
 });
+
+test("the client's own message (not echoed to its sender) is passed over by the seq in the sent reply, not read back", async () => {
+  const fake = new FakeHub();
+  const { hub, messages, gaps } = client(fake, { lagFetchMs: 10_000, gapWaitMs: 20 });
+  hub.subscribe("news");
+  await until(() => fake.sockets[0]?.topics.has("news"));
+  await settle();
+  const sent = await hub.send("news", "mine");
+  assert.deepEqual([sent.seq, sent.epoch], [1, "e1"]);
+  fake.publish("news", "theirs");
+  await new Promise((r) => setTimeout(r, 60));
+  assert.deepEqual(messages.map((m) => [m.data, m.seq]), [["theirs", 2]]);
+  assert.equal(fake.sent("history").length, 0);
+  assert.deepEqual(gaps, []);
+  assert.deepEqual(hub.positions(), { news: { seq: 2, epoch: "e1" } });
+  hub.close();
+});
