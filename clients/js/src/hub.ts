@@ -81,6 +81,8 @@ interface Stream {
   handlers: Set<(msg: Message) => void>;
   /** Subscriptions made by `hub.subscribe` (a `user:` stream needs none). */
   subs: number;
+  /** The hub has confirmed a subscribe once: a later one follows a reconnect. */
+  subscribed: boolean;
   /** Recovery or history fetches in flight: while > 0 no other fetch starts. */
   syncing: number;
   /** Live messages that came while the start position was unknown. */
@@ -665,6 +667,7 @@ export class Hub {
         pos: null,
         handlers: new Set(),
         subs: 0,
+        subscribed: false,
         syncing: 0,
         early: [],
         pending: new Map(),
@@ -765,7 +768,8 @@ export class Hub {
   private async syncAll(conn: Conn, rollover: boolean): Promise<void> {
     const work: Promise<void>[] = [];
     for (const s of [...this.streams.values()]) {
-      if (s.subs > 0) work.push(this.sync(conn, s, true));
+      // Resubscribing after a reconnect (not a roll-over, where the old socket still delivers).
+      if (s.subs > 0) work.push(this.sync(conn, s, true, !rollover && s.subscribed));
       // The user's own streams need no subscribe: what came while away is read with history.
       else if (!rollover && s.pos && s.topic.startsWith("user:")) work.push(this.sync(conn, s, false));
     }
@@ -773,7 +777,7 @@ export class Hub {
   }
 
   /** `subscribe` with `since` (or a `history` read), the missed messages applied, pages read while `more`. */
-  private async sync(conn: Conn, s: Stream, subscribe: boolean): Promise<void> {
+  private async sync(conn: Conn, s: Stream, subscribe: boolean, resumed = false): Promise<void> {
     s.syncing++;
     const since = s.pos ? { ...s.pos } : null;
     let ok = false;
@@ -786,10 +790,12 @@ export class Hub {
         if (since) await this.applyPages(conn, s, reply, since);
         else s.pos = { seq: this.startSeq(s, reply.seq, reply.epoch), epoch: reply.epoch };
         ok = true;
-      } else if (since && reply.recovered === false) {
-        // A hub that keeps no position for this stream (recording off) cannot replay it.
+      } else if (subscribe && (since || resumed)) {
+        // The hub keeps no position for this stream (recording off, or a hub without history):
+        // whatever was published while this client was away cannot be replayed.
         this.gap(s, undefined);
       }
+      if (subscribe) s.subscribed = true;
     } catch (e) {
       const error = e as WshubError;
       if (error.frame && PERMANENT.has(error.code) && this.live(s)) {
@@ -801,7 +807,7 @@ export class Hub {
         // A timeout or a backend failure (`internal`) on a socket still in use: try again.
         setTimeout(() => {
           if (this.live(s) && conn === this.primary && conn.open && !conn.done && s.syncing === 0) {
-            void this.sync(conn, s, subscribe);
+            void this.sync(conn, s, subscribe, resumed);
           }
         }, this.backoffFor(1));
       }

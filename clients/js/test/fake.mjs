@@ -123,7 +123,7 @@ export class FakeHub {
 
   read(topic, since, limit) {
     const s = this.stream(topic);
-    if (this.recordingOff) return { seq: s.seq, epoch: s.epoch, recovered: false, messages: [], more: false };
+    if (this.recordingOff) return { recovered: false, messages: [], more: false };
     const after = since && since.epoch === s.epoch ? since.seq : 0;
     const oldest = s.kept.length ? s.kept[0].seq : s.seq + 1;
     const recovered = !!since && since.epoch === s.epoch && after + 1 >= oldest;
@@ -142,6 +142,15 @@ export class FakeHub {
         const r = frame.since ? this.read(frame.topic, frame.since, 100) : { ...this.read(frame.topic, null, 0), messages: [] };
         if (!frame.since) r.recovered = false;
         const reply = { action: "subscribed", topic: frame.topic, seq: r.seq, epoch: r.epoch, recovered: r.recovered, messages: r.messages, id };
+        if (this.recordingOff) {
+          // As the hub answers with recording off: no position, a recovery only when asked.
+          delete reply.seq;
+          delete reply.epoch;
+          if (!frame.since) {
+            delete reply.recovered;
+            delete reply.messages;
+          }
+        }
         if (r.more) reply.more = true;
         return sock.receive(reply);
       }

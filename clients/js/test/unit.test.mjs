@@ -478,12 +478,12 @@ test("a subscribe the hub refuses is an error event; one that fails with interna
   hub.close();
 });
 
-test("recording off: the index-lag read is no gap; a reconnect, which may have missed messages, is", async () => {
+test("recording off: no position, no gap while connected; a resubscribe after a reconnect is a gap, a roll-over is not", async () => {
   const fake = new FakeHub({ recordingOff: true });
   const { hub, messages, gaps } = client(fake, { lagFetchMs: 10, reconnect: { minDelayMs: 1, maxDelayMs: 1 } });
   hub.subscribe("volatile");
-  await until(() => fake.sent("history").length === 1);
-  await settle();
+  await until(() => fake.sockets[0]?.topics.has("volatile"));
+  await new Promise((r) => setTimeout(r, 30));
   assert.deepEqual(gaps, []);
   fake.publish("volatile", "live");
   fake.sockets[0].drop();
@@ -493,7 +493,16 @@ test("recording off: the index-lag read is no gap; a reconnect, which may have m
   await until(() => fake.open.length === 1 && fake.open[0].topics.has("volatile"));
   fake.publish("volatile", "after");
   assert.deepEqual(messages.map((m) => m.data), ["live", "after"]);
+  assert.deepEqual(hub.positions(), {});
   hub.close();
+
+  const fake2 = new FakeHub({ recordingOff: true });
+  const rolling = client(fake2, { maxConnectionSeconds: 0.2, rolloverMarginSeconds: 0.1 });
+  rolling.hub.subscribe("volatile");
+  await until(() => fake2.sockets.length >= 3, 5000, "two roll-overs");
+  await until(() => fake2.open.length === 1 && fake2.open[0].topics.has("volatile"));
+  assert.deepEqual(rolling.gaps, []);
+  rolling.hub.close();
 });
 
 test("the client's own message (not echoed to its sender) is passed over by the seq in the sent reply, not read back", async () => {

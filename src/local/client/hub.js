@@ -638,6 +638,7 @@ export class Hub {
                 pos: null,
                 handlers: new Set(),
                 subs: 0,
+                subscribed: false,
                 syncing: 0,
                 early: [],
                 pending: new Map(),
@@ -740,8 +741,9 @@ export class Hub {
     async syncAll(conn, rollover) {
         const work = [];
         for (const s of [...this.streams.values()]) {
+            // Resubscribing after a reconnect (not a roll-over, where the old socket still delivers).
             if (s.subs > 0)
-                work.push(this.sync(conn, s, true));
+                work.push(this.sync(conn, s, true, !rollover && s.subscribed));
             // The user's own streams need no subscribe: what came while away is read with history.
             else if (!rollover && s.pos && s.topic.startsWith("user:"))
                 work.push(this.sync(conn, s, false));
@@ -749,7 +751,7 @@ export class Hub {
         await Promise.all(work);
     }
     /** `subscribe` with `since` (or a `history` read), the missed messages applied, pages read while `more`. */
-    async sync(conn, s, subscribe) {
+    async sync(conn, s, subscribe, resumed = false) {
         s.syncing++;
         const since = s.pos ? { ...s.pos } : null;
         let ok = false;
@@ -766,10 +768,13 @@ export class Hub {
                     s.pos = { seq: this.startSeq(s, reply.seq, reply.epoch), epoch: reply.epoch };
                 ok = true;
             }
-            else if (since && reply.recovered === false) {
-                // A hub that keeps no position for this stream (recording off) cannot replay it.
+            else if (subscribe && (since || resumed)) {
+                // The hub keeps no position for this stream (recording off, or a hub without history):
+                // whatever was published while this client was away cannot be replayed.
                 this.gap(s, undefined);
             }
+            if (subscribe)
+                s.subscribed = true;
         }
         catch (e) {
             const error = e;
@@ -783,7 +788,7 @@ export class Hub {
                 // A timeout or a backend failure (`internal`) on a socket still in use: try again.
                 setTimeout(() => {
                     if (this.live(s) && conn === this.primary && conn.open && !conn.done && s.syncing === 0) {
-                        void this.sync(conn, s, subscribe);
+                        void this.sync(conn, s, subscribe, resumed);
                     }
                 }, this.backoffFor(1));
             }
