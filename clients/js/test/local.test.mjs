@@ -94,7 +94,7 @@ test("keepalive holds a socket open past --idle-timeout-seconds", async (t) => {
   assert.deepEqual(c.states, ["connected"]);
 });
 
-test("with recording off (HISTORY_TTL_SECONDS=0) pushes made while away are a gap event (issue 12)", async (t) => {
+test("with recording off (HISTORY_TTL_SECONDS=0) pushes made while away are a gap event", async (t) => {
   const hub = await startHub(t, { env: { HISTORY_TTL_SECONDS: "0" } });
   const c = client(hub);
   t.after(() => c.hub.close());
