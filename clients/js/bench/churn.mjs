@@ -35,6 +35,7 @@ const env = o["dynamodb-endpoint"] ? { CONNECTIONS_TABLE: `wshub-churn-${Date.no
 const hub = await startHub(t, { args, env });
 
 let published = 0; // acknowledged by /_local/sqs
+const closes = {}; // close code and reason -> count, for the report
 const subscribers = [];
 for (let i = 0; i < SUBS; i++) {
   let sockets = 0;
@@ -42,6 +43,10 @@ for (let i = 0; i < SUBS; i++) {
     constructor(...a) {
       super(...a);
       sockets++;
+      this.addEventListener("close", (e) => {
+        const key = `${e.code} ${e.reason}`.trim();
+        closes[key] = (closes[key] ?? 0) + 1;
+      });
     }
   };
   const s = { received: [], reconnects: 0, catchups: [], waiting: [], gaps: 0, sockets: () => sockets };
@@ -142,6 +147,7 @@ for (const s of subscribers) {
   s.hub.close();
 }
 for (const fn of cleanups) await fn();
+if (process.env.CHURN_HUB_LOG) (await import("node:fs")).writeFileSync(process.env.CHURN_HUB_LOG, hub.log());
 
 const result = {
   label: o.label,
@@ -157,6 +163,7 @@ const result = {
   gaps,
   reconnects,
   rollovers,
+  closes,
   catchUpMs: { n: catchups.length, p50: Math.round(pct(catchups, 50)), p99: Math.round(pct(catchups, 99)), max: Math.round(pct(catchups, 100)) },
 };
 console.log(JSON.stringify(result));

@@ -56,6 +56,22 @@ test("recovery of the user's own stream user:<id> without subscribing (issue 12)
   assert.deepEqual(c.messages.map((m) => m.data), ["first", 1, 2, 3, 4, 5]);
 });
 
+test("the index-lag history read at the head of a stream leaves the connection alone (issue 12)", async (t) => {
+  const hub = await startHub(t);
+  const c = client(hub, { lagFetchMs: 200 });
+  t.after(() => c.hub.close());
+  const before = await connected(c);
+  await subscribed(c, "head");
+  await push(hub, { topic: "head", data: 1 });
+  await until(() => c.messages.length === 1, 10_000, "the push");
+  await new Promise((r) => setTimeout(r, 600)); // the read after subscribing, at seq 1 of 1
+  const after = await c.hub.request({ action: "whoami" });
+  assert.equal(after.connectionId, before.connectionId);
+  assert.deepEqual(c.states, ["connected"]);
+  assert.deepEqual(dataOf(c.messages, "head"), [1]);
+  assert.deepEqual(c.hub.positions().head, { seq: 1, epoch: c.messages[0].epoch });
+});
+
 test("roll-over before --max-duration-seconds: several in a row, no gap, no duplicate, never disconnected", async (t) => {
   const hub = await startHub(t, { args: ["--max-duration-seconds", "3"] });
   let sockets = 0;
