@@ -35,6 +35,8 @@ const env = o["dynamodb-endpoint"] ? { CONNECTIONS_TABLE: `wshub-churn-${Date.no
 const hub = await startHub(t, { args, env });
 
 let published = 0; // acknowledged by /_local/sqs
+const t0 = performance.now();
+const gapEvents = [];
 const closes = {}; // close code and reason -> count, for the report
 const subscribers = [];
 for (let i = 0; i < SUBS; i++) {
@@ -67,7 +69,10 @@ for (let i = 0; i < SUBS; i++) {
       s.waiting.push({ at: performance.now(), target: published });
     }
   });
-  s.hub.on("gap", () => s.gaps++);
+  s.hub.on("gap", (g) => {
+    s.gaps++;
+    gapEvents.push({ ...g, at: Math.round(performance.now() - t0), published });
+  });
   s.hub.on("message", (m) => {
     if (m.topic !== TOPIC) return;
     s.received.push(m.data);
@@ -164,6 +169,7 @@ const result = {
   reconnects,
   rollovers,
   closes,
+  gapEvents: gapEvents.slice(0, 5),
   catchUpMs: { n: catchups.length, p50: Math.round(pct(catchups, 50)), p99: Math.round(pct(catchups, 99)), max: Math.round(pct(catchups, 100)) },
 };
 console.log(JSON.stringify(result));

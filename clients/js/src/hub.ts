@@ -701,7 +701,7 @@ export class Hub {
       s.pos = { seq: seq - 1, epoch };
     } else if (epoch !== s.pos.epoch) {
       // The stream's history was lost or reset: what came before cannot be recovered.
-      this.gap(s, epoch);
+      this.gap(s, epoch, "epoch");
       s.pending.clear();
       s.pos = { seq: seq - 1, epoch };
     }
@@ -793,7 +793,7 @@ export class Hub {
       } else if (subscribe && (since || resumed)) {
         // The hub keeps no position for this stream (recording off, or a hub without history):
         // whatever was published while this client was away cannot be replayed.
-        this.gap(s, undefined);
+        this.gap(s, undefined, "unrecorded");
       }
       if (subscribe) s.subscribed = true;
     } catch (e) {
@@ -853,7 +853,7 @@ export class Hub {
       if (reply.recovered === false && !nothingMissed) {
         // Reported once: a live message of the new epoch may have reported it already.
         const reported = s.pos?.epoch === reply.epoch && from.epoch !== reply.epoch;
-        if (!reported) this.gap(s, reply.epoch);
+        if (!reported) this.gap(s, reply.epoch, reply.epoch === from.epoch ? "expired" : "epoch");
         const start = messages.length > 0 ? messages[0]!.seq! - 1 : reply.seq;
         this.skipTo(s, Math.max(0, start), reply.epoch);
       }
@@ -896,7 +896,7 @@ export class Hub {
       // History has not got the missing messages (yet) after several tries: a gap.
       s.fillTries = 0;
       const first = Math.min(...s.pending.keys());
-      this.gap(s, s.pos.epoch);
+      this.gap(s, s.pos.epoch, "unfilled");
       this.skipTo(s, first - 1, s.pos.epoch);
       return;
     }
@@ -940,8 +940,8 @@ export class Hub {
 
   // ---- events ----
 
-  private gap(s: Stream, epoch: string | undefined): void {
-    const event: GapEvent = { topic: s.topic };
+  private gap(s: Stream, epoch: string | undefined, reason: GapEvent["reason"]): void {
+    const event: GapEvent = { topic: s.topic, reason };
     if (s.pos) event.from = { ...s.pos };
     if (epoch !== undefined) event.epoch = epoch;
     this.emit("gap", event);

@@ -27,6 +27,12 @@ export interface Message {
 /** What `hub.on("gap", …)` gets: recovery was impossible, reload that topic's state. */
 export interface GapEvent {
   topic: string;
+  /**
+   * `expired`: history no longer has what was missed (or the hub answered recovered:false);
+   * `epoch`: the stream's history was lost or reset; `unrecorded`: the hub keeps no position
+   * for the stream (recording off); `unfilled`: a skipped seq was not in history after several reads.
+   */
+  reason: "expired" | "epoch" | "unrecorded" | "unfilled";
   /** The position the client had when the gap was found (absent if none). */
   from?: Position;
   /** The stream's epoch after the gap. */

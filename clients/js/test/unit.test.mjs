@@ -211,7 +211,7 @@ test("recovered:false is a gap event, then live delivery goes on", async () => {
   for (let i = 2; i <= 6; i++) fake.publish("news", i); // only 5 and 6 are kept
   await until(() => hub.state === "connected" && gaps.length === 1);
   await settle();
-  assert.deepEqual(gaps, [{ topic: "news", from: { seq: 1, epoch: "e1" }, epoch: "e1" }]);
+  assert.deepEqual(gaps, [{ topic: "news", reason: "expired", from: { seq: 1, epoch: "e1" }, epoch: "e1" }]);
   fake.publish("news", 7);
   await until(() => messages.length === 4);
   assert.deepEqual(seqs(messages, "news"), [1, 5, 6, 7]);
@@ -230,6 +230,7 @@ test("a new epoch seen live is a gap; the stream goes on from the new epoch", as
   fake.publish("news", "y");
   assert.equal(gaps.length, 1);
   assert.equal(gaps[0].epoch, "e2");
+  assert.equal(gaps[0].reason, "epoch");
   assert.deepEqual(messages.map((m) => [m.seq, m.epoch]), [[1, "e1"], [1, "e2"], [2, "e2"]]);
   hub.close();
 });
