@@ -14,6 +14,13 @@ pub const DEFAULT_PRESENCE_TTL_SECONDS: u64 = 30 * 86_400;
 /// About two seconds of posting at the default concurrency and a typical post latency: small
 /// pushes never touch the queue, and a large one splits into jobs that each finish quickly.
 pub const DEFAULT_SHARD_THRESHOLD: usize = 5000;
+/// Fifteen minutes of history: longer than API Gateway's 10-minute idle timeout, so a client
+/// dropped for idling or by a flaky network comes back within it.
+pub const DEFAULT_HISTORY_TTL_SECONDS: u64 = 900;
+pub const DEFAULT_HISTORY_SIZE: u64 = 200;
+/// Publications a stream may keep: a `history` page reads at most 1,000, and a larger window
+/// only stores what clients are unlikely to page through.
+pub const MAX_HISTORY_SIZE: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,6 +60,39 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
     pub topic_access: TopicAccess,
+    /// `HISTORY_TTL_SECONDS` and `HISTORY_SIZE`.
+    pub history: HistoryConfig,
+}
+
+/// What streams keep ([`crate::publish`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// `HISTORY_TTL_SECONDS`: how long a publication is kept; `None` (set to 0): recording off,
+    /// no seq, no history.
+    pub ttl: Option<Duration>,
+    /// `HISTORY_SIZE`: publications per stream a read may return.
+    pub size: u64,
+}
+
+impl HistoryConfig {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let ttl = match get("HISTORY_TTL_SECONDS") {
+            None => Some(DEFAULT_HISTORY_TTL_SECONDS),
+            Some(v) if v == "0" => None,
+            Some(v) => parse_number(Some(v), "HISTORY_TTL_SECONDS")?,
+        };
+        let size = parse_number(get("HISTORY_SIZE"), "HISTORY_SIZE")?.unwrap_or(DEFAULT_HISTORY_SIZE);
+        if size > MAX_HISTORY_SIZE {
+            return Err(ConfigError::Invalid {
+                name: "HISTORY_SIZE",
+                reason: format!("at most {MAX_HISTORY_SIZE}, got {size}"),
+            });
+        }
+        Ok(HistoryConfig {
+            ttl: ttl.map(Duration::from_secs),
+            size,
+        })
+    }
 }
 
 impl Config {
@@ -126,6 +166,7 @@ impl Config {
             get("JWT_ISSUER"),
             get("JWT_AUDIENCE"),
         )?;
+        let history = HistoryConfig::from_lookup(&get)?;
         let topic_access = match get("TOPIC_ACCESS").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("open") => TopicAccess::Open,
             Some("restricted") => {
@@ -161,6 +202,7 @@ impl Config {
             shard_threshold,
             auth,
             topic_access,
+            history,
         })
     }
 }

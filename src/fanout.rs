@@ -121,6 +121,27 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// Why a push (an SQS record, an EventBridge event, a shard job) was not (fully) delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    #[error("APIGW_MANAGEMENT_ENDPOINT is not set; SQS pushes have no request context to derive it from")]
+    NoEndpoint,
+    #[error("frame would exceed {} bytes", crate::protocol::MAX_FRAME_BYTES)]
+    TooLarge,
+    #[error("could not record the publication: {0}")]
+    Record(StoreError),
+    #[error("could not hand work on to the queue: {0}")]
+    Enqueue(String),
+    #[error("delivery incomplete: {delivered} delivered, {failed} failed{}", store.as_ref().map(|e| format!(", audience read failed: {e}")).unwrap_or_default())]
+    Incomplete {
+        delivered: usize,
+        failed: usize,
+        store: Option<StoreError>,
+    },
+}
+
 /// Who a frame goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {

@@ -18,6 +18,8 @@
 //! - [`store`]: the [`store::ConnectionStore`] port; DynamoDB and in-memory implementations;
 //!   [`store::table`] defines the table once for code, tests, local hub and template.
 //! - [`notify`]: the [`notify::Notifier`] port; Management API and in-memory implementations.
+//! - [`publish`]: every push's pipeline (SQS, EventBridge, `sendmessage`): record it on its
+//!   stream (seq, epoch, history, idempotency), then fan it out; and history reads.
 //! - [`fanout`]: one frame to an audience, paged, bounded, retried, 410s cleaned up.
 //! - [`shard`]: a push too large for one invocation, split into jobs on the [`queue::Queue`] port.
 //! - [`protocol`]: client frames in, reply and push frames out, stable error codes.
@@ -41,6 +43,7 @@ pub mod hub;
 pub mod local;
 pub mod notify;
 pub mod protocol;
+pub mod publish;
 pub mod push;
 pub mod queue;
 pub mod routes;

@@ -22,12 +22,13 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::auth::valid_user_id;
+use crate::fanout::RecordError;
 use crate::fanout::Report;
 use crate::hub::{now_secs, Hub};
 use crate::protocol::{validate_topic, Frame, MAX_FRAME_BYTES};
-use crate::push::RecordError;
 use crate::store::table::KEY_ATTRIBUTES;
-use crate::store::{Cursor, Group, StoreError, MAX_SEGMENTS};
+use crate::store::{Cursor, Group, StoreError, StreamPos, MAX_SEGMENTS};
+use crate::topics;
 
 pub const VERSION: u32 = 1;
 /// Failed posts are handed on this many times as new jobs; after that the job's record fails
@@ -62,6 +63,11 @@ pub struct Job {
     /// How many times these ids were handed on after failed posts.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,
+    /// The publication's place in its stream, so every shard's frames carry the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -133,6 +139,15 @@ impl Job {
             }
             _ => return Err("give cursor or ids, exactly one".into()),
         }
+        match (&self.seq, &self.epoch) {
+            (None, None) => {}
+            (Some(_), Some(epoch)) if epoch.len() <= 64 && !epoch.chars().any(char::is_control) => {
+                if self.topic.is_none() && self.user_id.is_none() {
+                    return Err("a broadcast has no seq".into());
+                }
+            }
+            _ => return Err("give seq and epoch together (an epoch of at most 64 characters)".into()),
+        }
         if self.attempt > MAX_ATTEMPTS {
             return Err(format!("attempt must be at most {MAX_ATTEMPTS}"));
         }
@@ -192,7 +207,7 @@ impl Job {
 }
 
 /// The job that starts a sharded push: the whole group, from its start cursors.
-pub fn root(id: &str, group: &Group, data: Value) -> Job {
+pub fn root(id: &str, group: &Group, data: Value, pos: Option<&StreamPos>) -> Job {
     let (topic, user_id) = match group {
         Group::Everyone => (None, None),
         Group::User(u) => (None, Some(u.clone())),
@@ -207,6 +222,8 @@ pub fn root(id: &str, group: &Group, data: Value) -> Job {
         cursor: None,
         ids: None,
         attempt: 0,
+        seq: pos.map(|p| p.seq),
+        epoch: pos.map(|p| p.epoch.clone()),
     }
 }
 
@@ -217,9 +234,10 @@ pub async fn deliver_push(
     id: &str,
     group: Group,
     data: Value,
+    pos: Option<&StreamPos>,
     deadline: Option<Instant>,
 ) -> Result<(), RecordError> {
-    let job = root(id, &group, data);
+    let job = root(id, &group, data, pos);
     let cursors = hub.store.start(&group);
     run(hub, endpoint, &job, cursors, Vec::new(), deadline).await
 }
@@ -239,11 +257,15 @@ async fn run(
     mut ids: Vec<String>,
     deadline: Option<Instant>,
 ) -> Result<(), RecordError> {
+    // A user's pushes are the stream `user:<id>`, and their frames say so.
+    let topic = (job.topic.clone()).or_else(|| job.user_id.as_deref().map(topics::user_stream));
     let frame = Frame::Message {
-        topic: job.topic.clone(),
+        topic,
         data: job.data.clone(),
         from: None,
         id: Some(job.id.clone()),
+        seq: job.seq,
+        epoch: job.epoch.clone(),
     }
     .to_json();
     if frame.len() > MAX_FRAME_BYTES {
@@ -552,7 +574,8 @@ mod tests {
     #[tokio::test]
     async fn without_a_queue_a_job_is_delivered_in_full_by_one_invocation() {
         let s = setup(200, 30, false).await;
-        let job = serde_json::to_string(&root("p", &Group::Everyone, json!(2)).with_cursor(Cursor::default())).unwrap();
+        let job =
+            serde_json::to_string(&root("p", &Group::Everyone, json!(2), None).with_cursor(Cursor::default())).unwrap();
         let failed = invoke(&s.hub, vec![("j".into(), job.clone())], None).await;
         assert!(failed.is_empty());
         let got = received(&s.notifier);
@@ -673,7 +696,7 @@ mod tests {
 
     #[test]
     fn handed_on_ids_are_split_under_the_message_size() {
-        let job = root("m", &Group::Everyone, json!("x".repeat(100_000)));
+        let job = root("m", &Group::Everyone, json!("x".repeat(100_000)), None);
         let ids: Vec<String> = (0..3000).map(|i| format!("{i:0>100}")).collect();
         let bodies = job.with_ids(ids.clone(), 1);
         assert!(bodies.len() > 1);

@@ -300,6 +300,25 @@ async fn the_handlers_produce_every_message_and_error_code_of_the_document() {
         (sent["recipients"].as_u64(), sent["failed"].as_u64()),
         (Some(0), Some(1))
     );
+    // Recovery: B subscribes again from before A's two messages and gets both back.
+    let recovered = f
+        .request(
+            s,
+            "B",
+            &json!({"action": "subscribe", "topic": "news", "since": {"seq": 0, "epoch": sent["epoch"]}}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (recovered["recovered"].as_bool(), recovered["seq"].as_u64()),
+        (Some(true), Some(2))
+    );
+    let page = f
+        .request(s, "B", r#"{"action":"history","topic":"news","limit":1}"#)
+        .await;
+    assert_eq!(
+        (page["action"].as_str(), page["more"].as_bool()),
+        (Some("history"), Some(true))
+    );
     let unsubscribed = f.request(s, "A", r#"{"action":"unsubscribe","topic":"news"}"#).await;
     assert_eq!(unsubscribed["action"], "unsubscribed");
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use wshub::notify::memory::MemoryNotifier;
 use wshub::store::dynamo::DynamoStore;
 use wshub::store::table::{self, create_table};
@@ -29,6 +29,13 @@ async fn fresh_table() -> DynamoStore {
 async fn dynamodb_store_meets_the_contract() {
     let store = fresh_table().await.with_page_size(10);
     wshub::store::contract::run(&store, "c-").await;
+}
+
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn dynamodb_store_keeps_streams() {
+    let store = fresh_table().await;
+    wshub::store::contract::history::run(&store, "h-").await;
 }
 
 #[tokio::test]
@@ -99,9 +106,10 @@ async fn connect_subscribe_push_disconnect() {
     ))
     .await
     .unwrap();
+    let reply: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
     assert_eq!(
-        r["body"],
-        json!({"action": "subscribed", "topic": "jobs/42"}).to_string()
+        reply,
+        json!({"action": "subscribed", "topic": "jobs/42", "seq": 0, "epoch": reply["epoch"]})
     );
     common::asyncapi::reply_frame(&r);
     let r = send(route("whoami", "MESSAGE", Some(json!({"action": "whoami"}))))
@@ -134,8 +142,13 @@ async fn connect_subscribe_push_disconnect() {
     );
     let left = store.client().scan().table_name(store.table()).send().await.unwrap();
     // The connection and its subscriptions are gone; alice's presence item stays, with no
-    // attribute that could put it in an index (and so in a broadcast).
-    let items = left.items();
+    // attribute that could put it in an index (and so in a broadcast). So do the streams'
+    // history items (heads, publications, keys), and no index sees them either.
+    let (streams, items): (Vec<_>, Vec<_>) = left
+        .items()
+        .iter()
+        .partition(|item| item[table::PK].as_s().unwrap().starts_with("STREAM#"));
+    assert!(!streams.is_empty(), "the pushes were recorded");
     assert_eq!(
         items.len(),
         1,

@@ -159,17 +159,21 @@ async fn route_events_reply_with_frames() {
         reply(&f.send(event("ping.json")).await),
         json!({"action": "pong", "id": 1})
     );
+    // A new stream: seq 0 in a fresh epoch.
+    let subscribed = reply(&f.send(event("subscribe.json")).await);
     assert_eq!(
-        reply(&f.send(event("subscribe.json")).await),
-        json!({"action": "subscribed", "topic": "news", "id": "s1"})
+        subscribed,
+        json!({"action": "subscribed", "topic": "news", "id": "s1", "seq": 0, "epoch": subscribed["epoch"]})
     );
+    assert!(subscribed["epoch"].as_str().is_some_and(|e| e.len() == 8));
     assert_eq!(
         reply(&f.send(event("whoami.json")).await),
         json!({"action": "whoami", "connectionId": "Tq8ZsdsyIAMCJyA=", "userId": "alice", "topics": ["news"]})
     );
+    let sent = reply(&f.send(event("sendmessage.json")).await);
     assert_eq!(
-        reply(&f.send(event("sendmessage.json")).await),
-        json!({"action": "sent", "topic": "news", "recipients": 0})
+        sent,
+        json!({"action": "sent", "topic": "news", "recipients": 0, "seq": 1, "epoch": subscribed["epoch"]})
     );
     assert_eq!(
         reply(&f.send(event("unsubscribe.json")).await),
@@ -216,11 +220,14 @@ async fn sendmessage_reaches_subscribers_but_not_the_sender() {
         .await;
     assert_eq!(
         sent,
-        json!({"action": "sent", "topic": "room", "recipients": 1, "id": 9})
+        json!({"action": "sent", "topic": "room", "recipients": 1, "id": 9, "seq": 1, "epoch": sent["epoch"]})
     );
     assert_eq!(
         memory_pushes(&f.notifier, "B"),
-        vec![json!({"action": "message", "topic": "room", "data": "hi", "from": "alice", "id": "Tq8bLcnjoAMCJyA="})]
+        vec![
+            json!({"action": "message", "topic": "room", "data": "hi", "from": "alice", "id": "Tq8bLcnjoAMCJyA=",
+            "seq": 1, "epoch": sent["epoch"]})
+        ]
     );
     assert!(memory_pushes(&f.notifier, "A").is_empty() && memory_pushes(&f.notifier, "C").is_empty());
 }
@@ -302,10 +309,11 @@ async fn sqs_pushes_reach_their_audience() {
             json!({"text": "maintenance at 22:00"})
         ]
     );
-    // The push frame carries the topic and the SQS messageId.
+    // The push frame carries the topic, the SQS messageId and its place in the topic's stream.
+    let frame = &memory_pushes(&f.notifier, "B")[0];
     assert_eq!(
-        memory_pushes(&f.notifier, "B")[0],
-        json!({"action": "message", "topic": "news", "data": {"headline": "wshub 0.1"}, "id": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d72"})
+        frame,
+        &json!({"action": "message", "topic": "news", "data": {"headline": "wshub 0.1"}, "id": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d72", "seq": 1, "epoch": frame["epoch"]})
     );
 }
 
@@ -440,13 +448,13 @@ async fn eventbridge_events_push_with_the_event_id() {
     let direct = f.send(event("eventbridge-topic.json")).await;
     assert_eq!(
         direct,
-        json!({"id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "delivered": 1, "gone": 0})
+        json!({"id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "delivered": 1, "gone": 0, "seq": 1, "epoch": direct["epoch"]})
     );
     assert_eq!(
         f.notifier.frames_for("B"),
         [
             json!({"action": "message", "topic": "news", "data": {"order": "o-1001", "status": "shipped"},
-            "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718"})
+            "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "seq": 1, "epoch": direct["epoch"]})
         ]
     );
     // The queue as the target: the SQS body is the whole event.
@@ -454,11 +462,12 @@ async fn eventbridge_events_push_with_the_event_id() {
         f.send(event("sqs-eventbridge.json")).await,
         json!({"batchItemFailures": []})
     );
+    let frames = f.notifier.frames_for("A");
     assert_eq!(
-        f.notifier.frames_for("A"),
+        frames,
         [
-            json!({"action": "message", "data": {"export": "e-77", "status": "ready"},
-            "id": "1f2d3c4b-5a69-4788-97a6-b5c4d3e2f1a0"})
+            json!({"action": "message", "topic": "user:alice", "data": {"export": "e-77", "status": "ready"},
+            "id": "1f2d3c4b-5a69-4788-97a6-b5c4d3e2f1a0", "seq": 1, "epoch": frames[0]["epoch"]})
         ]
     );
     // An event without an id (sent by hand) falls back to the SQS messageId.

@@ -279,7 +279,10 @@ async fn sendmessage_reaches_the_other_subscriber_and_errors_keep_the_socket() {
     let mut bob = connect(&hub, "bob-token").await;
     for ws in [&mut alice, &mut bob] {
         let reply = request(ws, json!({"action": "subscribe", "topic": "room"})).await;
-        assert_eq!(reply, json!({"action": "subscribed", "topic": "room"}));
+        assert_eq!(
+            reply,
+            json!({"action": "subscribed", "topic": "room", "seq": 0, "epoch": reply["epoch"]})
+        );
     }
     let sent = request(
         &mut alice,
@@ -673,6 +676,24 @@ impl ConnectionStore for BrokenStore {
         now: i64,
     ) -> Result<wshub::store::Page, wshub::store::StoreError> {
         self.0.page(group, cursor, limit, now).await
+    }
+    async fn record(
+        &self,
+        publication: &wshub::store::NewPublication<'_>,
+        now: i64,
+    ) -> Result<wshub::store::Recorded, wshub::store::StoreError> {
+        self.0.record(publication, now).await
+    }
+    async fn history(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+        keep: u64,
+        ttl: i64,
+        now: i64,
+    ) -> Result<wshub::store::History, wshub::store::StoreError> {
+        self.0.history(stream, after, limit, keep, ttl, now).await
     }
 }
 

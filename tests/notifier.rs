@@ -125,8 +125,9 @@ async fn sqs_push_retries_cleans_up_and_reports() {
         "410 removed the stale row"
     );
     assert!(store.get_connection("flaky", now).await.unwrap().is_some());
+    let frame = fake.frames_for("flaky").last().unwrap().clone();
     assert_eq!(
-        fake.frames_for("flaky").last().unwrap(),
-        &json!({"action": "message", "data": 1, "id": "m-u1"})
+        frame,
+        json!({"action": "message", "topic": "user:u1", "data": 1, "id": "m-u1", "seq": 1, "epoch": frame["epoch"]})
     );
 }

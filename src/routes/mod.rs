@@ -118,7 +118,8 @@ async fn message(ctx: &RouteContext<'_>) -> Frame {
     let id = request.id;
     match request.action {
         Action::Ping => ping::handle(id),
-        Action::Subscribe { topic } => subscription::subscribe(ctx, topic, id).await,
+        Action::Subscribe { topic, since } => subscription::subscribe(ctx, topic, since, id).await,
+        Action::History { topic, since, limit } => subscription::history(ctx, topic, since, limit, id).await,
         Action::Unsubscribe { topic } => subscription::unsubscribe(ctx, topic, id).await,
         Action::SendMessage { topic, data } => sendmessage::handle(ctx, topic, data, id).await,
         Action::Whoami => whoami::handle(ctx, id).await,

@@ -2,6 +2,8 @@
 //! the DynamoDB store runs it against a real DynamoDB-compatible server in `tests/dynamodb.rs`.
 //! Pass a store whose pages hold at most 10 ids, so pagination is exercised.
 
+pub mod history;
+
 use std::collections::BTreeSet;
 
 use futures::TryStreamExt;

@@ -15,10 +15,13 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_async::future::pagination_stream::PaginationStream;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+mod streams;
+
 use super::capacity::{CapacityMeter, MeterInterceptor};
 use super::table::*;
 use super::{
-    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, Page, Pages, Presence, Segment, StoreError,
+    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, History, NewPublication, Page, Pages,
+    Presence, Recorded, Segment, StoreError,
 };
 
 /// BatchWriteItem's limit.
@@ -111,20 +114,21 @@ impl DynamoStore {
     }
 
     async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {
-        for chunk in keys.chunks(BATCH_WRITE_MAX) {
-            let mut pending: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|key| {
-                    WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .set_key(Some(key.clone()))
-                                .build()
-                                .expect("key is set"),
-                        )
-                        .build()
-                })
-                .collect();
+        let requests = keys
+            .into_iter()
+            .map(|key| {
+                WriteRequest::builder()
+                    .delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key is set"))
+                    .build()
+            })
+            .collect();
+        self.batch_write(requests).await
+    }
+
+    /// `BatchWriteItem` in chunks of 25, unprocessed items retried with back-off.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in requests.chunks(BATCH_WRITE_MAX) {
+            let mut pending: Vec<WriteRequest> = chunk.to_vec();
             let mut attempt = 0;
             while !pending.is_empty() {
                 if attempt > 0 {
@@ -134,7 +138,7 @@ impl DynamoStore {
                 if attempt == UNPROCESSED_RETRIES {
                     return Err(StoreError::Backend {
                         op: "BatchWriteItem",
-                        message: format!("{} deletes still unprocessed after {attempt} attempts", pending.len()),
+                        message: format!("{} writes still unprocessed after {attempt} attempts", pending.len()),
                     });
                 }
                 let out = self
@@ -585,6 +589,22 @@ impl ConnectionStore for DynamoStore {
                 .collect(),
             _ => vec![Cursor::default()],
         }
+    }
+
+    async fn record(&self, publication: &NewPublication<'_>, now: i64) -> Result<Recorded, StoreError> {
+        self.record_publication(publication, now).await
+    }
+
+    async fn history(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+        keep: u64,
+        ttl: i64,
+        now: i64,
+    ) -> Result<History, StoreError> {
+        self.read_history(stream, after, limit, keep, ttl, now).await
     }
 
     async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError> {

@@ -10,6 +10,7 @@ pub mod capacity;
 pub mod contract;
 pub mod dynamo;
 pub mod memory;
+pub mod stream;
 pub mod table;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
+
+pub use stream::{History, NewPublication, Recorded, StoredPublication, StreamPos};
 
 /// A registered WebSocket connection. Holds no credentials, ever.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +138,23 @@ pub trait ConnectionStore: Send + Sync {
     /// One page of at most about `limit` members of `group` from `cursor` (fewer when rows
     /// are expired; possibly none while `next` is still set).
     async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError>;
+
+    /// Records a publication on its stream ([`stream`]): the stream's next seq, or, when its
+    /// key is already held, the seq the key holds. Seqs of one epoch are consecutive from 1.
+    async fn record(&self, publication: &NewPublication<'_>, now: i64) -> Result<Recorded, StoreError>;
+
+    /// The stream's head and at most `limit` live publications with seq > `after` among its
+    /// last `keep`, ascending. A stream without a live head gets one (seq 0, a new epoch, kept
+    /// until `ttl`), so every reader learns the epoch its position belongs to.
+    async fn history(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+        keep: u64,
+        ttl: i64,
+        now: i64,
+    ) -> Result<History, StoreError>;
 }
 
 /// Users per [`ConnectionStore::presence`] call: one DynamoDB BatchGetItem.
@@ -150,5 +170,10 @@ mod tests {
     #[tokio::test]
     async fn memory_store_meets_the_contract() {
         super::contract::run(&super::memory::MemoryStore::with_page_size(10), "t-").await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_streams() {
+        super::contract::history::run(&super::memory::MemoryStore::new(), "h-").await;
     }
 }

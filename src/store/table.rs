@@ -6,6 +6,11 @@
 //! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, ttl  |
 //! | subscription  | `CONN#<connId>` | `TOPIC#<t>`   | connectionId, topic, ttl                           |
 //! | presence      | `USER#<userId>` | `PRESENCE`    | lastActiveAt, ttl                                  |
+//! | stream head   | `STREAM#<s>`    | `HEAD`        | seq, epoch, ttl                                    |
+//! | publication   | `STREAM#<s>`    | `SEQ#<seq>`   | epoch, body, ttl (seq zero-padded to 20 digits)    |
+//! | idempotency   | `STREAM#<s>`    | `KEY#<key>`   | owner, seq?, epoch?, ttl                           |
+//!
+//! Stream items ([`crate::store::stream`]) carry none of the index keys, so no index sees them.
 //!
 //! GSIs are sparse: only connection items carry `userId`, only subscription items carry `topic`.
 //! The presence item must never carry `userId`, `topic` or `connectionId`: with them it would
@@ -34,6 +39,11 @@ pub const META: &str = "META";
 pub const LAST_ACTIVE_AT: &str = "lastActiveAt";
 pub const PRESENCE: &str = "PRESENCE";
 pub const BY_USER: &str = "byUser";
+pub const HEAD: &str = "HEAD";
+pub const SEQ: &str = "seq";
+pub const EPOCH: &str = "epoch";
+pub const BODY: &str = "body";
+pub const OWNER: &str = "owner";
 pub const BY_TOPIC: &str = "byTopic";
 
 pub fn connection_pk(connection_id: &str) -> String {
@@ -47,6 +57,19 @@ pub fn user_pk(user_id: &str) -> String {
 
 pub fn user_of_pk(pk: &str) -> Option<&str> {
     pk.strip_prefix("USER#")
+}
+
+pub fn stream_pk(stream: &str) -> String {
+    format!("STREAM#{stream}")
+}
+
+/// Zero-padded, so the sort key orders publications by seq.
+pub fn seq_sk(seq: u64) -> String {
+    format!("SEQ#{seq:020}")
+}
+
+pub fn key_sk(key: &str) -> String {
+    format!("KEY#{key}")
 }
 
 pub fn topic_sk(topic: &str) -> String {
