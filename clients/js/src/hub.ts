@@ -308,7 +308,7 @@ export class Hub {
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.rolloverRetry);
     for (const s of this.streams.values()) this.clearStreamTimers(s);
-    for (const conn of [this.primary, this.pendingConn, this.rolling]) if (conn) this.retire(conn, 0);
+    for (const conn of [this.primary, this.pendingConn, this.rolling]) if (conn) this.retire(conn, 0, "closed");
     this.primary = this.pendingConn = this.rolling = null;
     this.failQueue(new WshubError("closed", "the hub is closed"));
     this.setState("closed", { reason: "closed" });
@@ -387,7 +387,7 @@ export class Hub {
     this.rolling = null;
     const old = this.primary;
     this.primary = conn;
-    if (old && old !== conn) this.retire(old, RETIRE_GRACE_MS);
+    if (old && old !== conn) this.retire(old, RETIRE_GRACE_MS, "roll-over");
     this.flushQueue(conn);
   }
 
@@ -397,15 +397,20 @@ export class Hub {
   }
 
   /** Closes a connection whose close is expected, after its requests finish (up to `graceMs`). */
-  private retire(conn: Conn, graceMs: number): void {
+  private retire(conn: Conn, graceMs: number, reason: string): void {
     conn.retired = true;
     this.stopTimers(conn);
     const finish = () => {
       if (conn.done) return;
       conn.done = true;
-      this.failRequests(conn, new WshubError("connection_lost", "the connection was replaced"));
+      this.failRequests(
+        conn,
+        reason === "closed"
+          ? new WshubError("closed", "the hub is closed")
+          : new WshubError("connection_lost", `the connection was closed (${reason})`),
+      );
       try {
-        conn.ws.close(1000, "roll-over");
+        conn.ws.close(1000, reason);
       } catch {
         // Already closed.
       }
@@ -506,7 +511,7 @@ export class Hub {
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.rolloverRetry);
     for (const s of this.streams.values()) this.clearStreamTimers(s);
-    for (const conn of [this.primary, this.pendingConn, this.rolling]) if (conn) this.retire(conn, 0);
+    for (const conn of [this.primary, this.pendingConn, this.rolling]) if (conn) this.retire(conn, 0, "closed");
     this.primary = this.pendingConn = this.rolling = null;
     this.failQueue(new WshubError("closed", `the hub is closed (${detail.reason ?? "gave up reconnecting"})`));
     this.setState("closed", detail);

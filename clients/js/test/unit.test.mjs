@@ -522,3 +522,23 @@ test("the client's own message (not echoed to its sender) is passed over by the 
   assert.deepEqual(hub.positions(), { news: { seq: 2, epoch: "e1" } });
   hub.close();
 });
+
+test("close() rejects requests in flight with closed and closes the socket with 1000", async () => {
+  const fake = new FakeHub();
+  fake.intercept = (sock, frame) => frame.action === "sendmessage";
+  const { hub } = client(fake);
+  await until(() => hub.state === "connected");
+  const p = hub.send("t", 1).then(() => "sent", (e) => e.code);
+  await settle();
+  const closed = new Promise((r) => {
+    const sock = fake.sockets[0];
+    const orig = sock.close.bind(sock);
+    sock.close = (code, reason) => {
+      r([code, reason]);
+      orig(code, reason);
+    };
+  });
+  hub.close();
+  assert.equal(await p, "closed");
+  assert.deepEqual(await closed, [1000, "closed"]);
+});

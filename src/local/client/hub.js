@@ -261,7 +261,7 @@ export class Hub {
             this.clearStreamTimers(s);
         for (const conn of [this.primary, this.pendingConn, this.rolling])
             if (conn)
-                this.retire(conn, 0);
+                this.retire(conn, 0, "closed");
         this.primary = this.pendingConn = this.rolling = null;
         this.failQueue(new WshubError("closed", "the hub is closed"));
         this.setState("closed", { reason: "closed" });
@@ -347,7 +347,7 @@ export class Hub {
         const old = this.primary;
         this.primary = conn;
         if (old && old !== conn)
-            this.retire(old, RETIRE_GRACE_MS);
+            this.retire(old, RETIRE_GRACE_MS, "roll-over");
         this.flushQueue(conn);
     }
     startRollover(conn) {
@@ -356,16 +356,18 @@ export class Hub {
         void this.connect(true);
     }
     /** Closes a connection whose close is expected, after its requests finish (up to `graceMs`). */
-    retire(conn, graceMs) {
+    retire(conn, graceMs, reason) {
         conn.retired = true;
         this.stopTimers(conn);
         const finish = () => {
             if (conn.done)
                 return;
             conn.done = true;
-            this.failRequests(conn, new WshubError("connection_lost", "the connection was replaced"));
+            this.failRequests(conn, reason === "closed"
+                ? new WshubError("closed", "the hub is closed")
+                : new WshubError("connection_lost", `the connection was closed (${reason})`));
             try {
-                conn.ws.close(1000, "roll-over");
+                conn.ws.close(1000, reason);
             }
             catch {
                 // Already closed.
@@ -474,7 +476,7 @@ export class Hub {
             this.clearStreamTimers(s);
         for (const conn of [this.primary, this.pendingConn, this.rolling])
             if (conn)
-                this.retire(conn, 0);
+                this.retire(conn, 0, "closed");
         this.primary = this.pendingConn = this.rolling = null;
         this.failQueue(new WshubError("closed", `the hub is closed (${detail.reason ?? "gave up reconnecting"})`));
         this.setState("closed", detail);
