@@ -8,7 +8,24 @@
 //                        [--dynamodb-endpoint URL] [--label NAME]
 import { parseArgs } from "node:util";
 import { Hub } from "../dist/index.js";
-import { deleteConnection, push, startHub } from "../test/helpers.mjs";
+import { deleteConnection, startHub } from "../test/helpers.mjs";
+
+/**
+ * One publication through /_local/sqs. A batch item failure is retried, as SQS would redeliver
+ * the record; the idempotency key keeps a retried publication at its first seq.
+ */
+async function publish(hub, i) {
+  for (let attempt = 1; ; attempt++) {
+    const r = await fetch(`${hub.http}/_local/sqs`, {
+      method: "POST",
+      body: JSON.stringify({ topic: TOPIC, data: i, idempotencyKey: `churn-${i}` }),
+    });
+    const answer = await r.json().catch(() => ({}));
+    if (r.status === 200 && Array.isArray(answer.batchItemFailures) && answer.batchItemFailures.length === 0) return attempt - 1;
+    if (attempt >= 5) throw new Error(`publication ${i} failed 5 times: ${r.status} ${JSON.stringify(answer)}`);
+    await new Promise((res) => setTimeout(res, 100 * attempt));
+  }
+}
 
 const { values: o } = parseArgs({
   options: {
@@ -112,11 +129,12 @@ const killer = (async () => {
 })();
 
 const started = performance.now();
+let retries = 0;
 for (let i = 1; i <= N; i++) {
   const due = started + (i * 1000) / RATE;
   const wait = due - performance.now();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-  await push(hub, { topic: TOPIC, data: i });
+  retries += await publish(hub, i);
   published = i;
 }
 const publishSeconds = (performance.now() - started) / 1000;
@@ -162,6 +180,7 @@ const result = {
   maxDurationSeconds: MAX,
   publishSeconds: Number(publishSeconds.toFixed(1)),
   kills,
+  publishRetries: retries,
   lost,
   duplicates: dups,
   outOfOrder: disorder,
