@@ -433,6 +433,14 @@ async fn bad_requests_to_local_routes_get_json_errors() {
     let (status, _, page) = http(Method::GET, &format!("{}/", hub.http), "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Sec-WebSocket-Protocol"));
+    // It runs the JavaScript client, served by the hub.
+    assert!(page.contains("/_local/wshub-client/index.js"));
+    let (status, headers, module) = http(Method::GET, &format!("{}/_local/wshub-client/index.js", hub.http), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(module.contains("export { Hub"), "{module}");
+    let (status, _, _) = http(Method::GET, &format!("{}/_local/wshub-client/nope.js", hub.http), "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     hub.shutdown().await;
 }
 

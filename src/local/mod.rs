@@ -351,6 +351,7 @@ fn router(state: Arc<State>) -> Router {
         .route("/@connections/{*id}", connections())
         .route("/{stage}/@connections/{*id}", connections())
         .route("/_local/sqs", post(management::inject_sqs))
+        .route("/_local/wshub-client/{file}", get(server::client_file))
         .route(crate::http::ONLINE_PATH, any(management::online_status))
         .route(crate::http::PUBLISH_PATH, any(management::http_api))
         .route("/_local/connections/{*id}", get(management::stored_connection))

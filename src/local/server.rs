@@ -31,6 +31,15 @@ const INBOUND_QUEUE: usize = 32;
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 const API_ID: &str = "local";
 const DEMO_PAGE: &str = include_str!("demo.html");
+/// The JavaScript client the demo page runs: the ES modules of clients/js's built package
+/// (`dist/`), copied into `client/` so the hub needs no Node to build; scripts/test-js.sh fails
+/// when the copies differ from a fresh build.
+const CLIENT_FILES: [(&str, &str); 4] = [
+    ("index.js", include_str!("client/index.js")),
+    ("hub.js", include_str!("client/hub.js")),
+    ("probe.js", include_str!("client/probe.js")),
+    ("types.js", include_str!("client/types.js")),
+];
 
 type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
 type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -47,6 +56,18 @@ pub(crate) async fn upgrade_root(
         return Html(DEMO_PAGE).into_response();
     }
     upgrade(state, peer, headers, query, ws).await
+}
+
+/// `GET /_local/wshub-client/{file}`: the client's modules, for the demo page.
+pub(crate) async fn client_file(Path(file): Path<String>) -> Response {
+    match CLIENT_FILES.iter().find(|(name, _)| *name == file) {
+        Some((_, body)) => ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], *body).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "NotFoundException",
+            format!("no client module {file:?}"),
+        ),
+    }
 }
 
 /// `GET /{stage}`: the same API under its stage name, as API Gateway's URL has it.
