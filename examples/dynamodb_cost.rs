@@ -369,18 +369,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if kind != "broadcast" {
                 scans_in_targeted += usage.calls("Scan");
             }
-            let write_model = match (&stream, mode) {
-                (Some(stream), "on") => {
-                    // A backend push's key is its SQS messageId; a client's sendmessage has none.
-                    let key = from.is_none().then_some(id.as_str());
-                    recording_wcu(stream, 2, key, &id, &stored_body(&data, from, &id))
-                }
-                _ => 0.0,
-            };
+            // A client's `sendmessage` also takes a token from its send bucket
+            // (`SEND_RATE_PER_SECOND`): one conditional UpdateItem of its own connection row
+            // (under 1 KB: 1 WCU), whether or not the stream records.
+            let bucket = u64::from(from.is_some());
+            let write_model = bucket as f64
+                + match (&stream, mode) {
+                    (Some(stream), "on") => {
+                        // A backend push's key is its SQS messageId; a client's sendmessage has none.
+                        let key = from.is_none().then_some(id.as_str());
+                        recording_wcu(stream, 2, key, &id, &stored_body(&data, from, &id))
+                    }
+                    _ => 0.0,
+                };
             let requests = write_requests(&usage);
             // At most three write requests per publication, nothing per recipient, and none at
-            // all without a stream or with recording off.
-            let allowed = if mode == "on" && stream.is_some() { 3 } else { 0 };
+            // all without a stream or with recording off (the send bucket aside).
+            let allowed = bucket + if mode == "on" && stream.is_some() { 3 } else { 0 };
             if requests > allowed {
                 return Err(
                     format!("{kind} push with recording {mode} made {requests} write requests: {usage:?}").into(),
