@@ -31,6 +31,11 @@ struct Args {
     /// DynamoDB endpoint (moto) for `wshub`'s `$connect`.
     #[arg(long)]
     dynamodb: String,
+    /// Also launch wshub with its secrets in Parameter Store (`AUTH_TOKENS_PARAMETER`) and
+    /// Secrets Manager (`SECRETS_MANAGER_SECRET_ID`, holding `JWT_SECRET`) at this endpoint
+    /// (moto), to compare with the environment-variable path.
+    #[arg(long)]
+    secrets: Option<String>,
     /// Launches of each binary (after one discarded warm-up launch each).
     #[arg(long, default_value_t = 30)]
     runs: usize,
@@ -212,17 +217,32 @@ async fn main() {
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
 
+    let secrets_env = match &args.secrets {
+        Some(endpoint) => Some(seed_secrets(endpoint, &wshub_env).await),
+        None => None,
+    };
+
     let mut hello = Vec::new();
     let mut ours = Vec::new();
+    let mut with_secrets = Vec::new();
     // One discarded launch each: the first exec after a build reads the binary from disk.
     launch(&args.hello, &lambda_env, &template, false).await;
     launch(&args.wshub, &wshub_env, &template, true).await;
+    if let Some(env) = &secrets_env {
+        launch(&args.wshub, env, &template, true).await;
+    }
     for run in 0..args.runs {
         // Alternate the order so neither binary always runs right after the other.
         if run % 2 == 0 {
             hello.push(launch(&args.hello, &lambda_env, &template, false).await);
             ours.push(launch(&args.wshub, &wshub_env, &template, true).await);
+            if let Some(env) = &secrets_env {
+                with_secrets.push(launch(&args.wshub, env, &template, true).await);
+            }
         } else {
+            if let Some(env) = &secrets_env {
+                with_secrets.push(launch(&args.wshub, env, &template, true).await);
+            }
             ours.push(launch(&args.wshub, &wshub_env, &template, true).await);
             hello.push(launch(&args.hello, &lambda_env, &template, false).await);
         }
@@ -251,10 +271,73 @@ async fn main() {
             w.1 / h.1
         );
     }
+    if !with_secrets.is_empty() {
+        println!("\nwshub with its secrets in Parameter Store and Secrets Manager (moto) against the same");
+        println!("binary with them in the environment:");
+        println!("| figure | environment | Parameter Store + Secrets Manager | difference of medians |");
+        println!("|---|---|---|---|");
+        for (name, pick) in rows {
+            let e = stats(ours.iter().map(pick).collect());
+            let s = stats(with_secrets.iter().map(pick).collect());
+            println!(
+                "| {name} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {:+.2} ms |",
+                e.0,
+                e.1,
+                e.2,
+                s.0,
+                s.1,
+                s.2,
+                s.1 - e.1
+            );
+        }
+    }
     let cold_penalty = stats(ours.iter().map(|l| l.first - l.poll).collect());
     println!(
         "\nwshub's first `$connect` after its poll: median {:.2} ms, against {:.2} ms warm",
         cold_penalty.1,
         stats(ours.iter().map(|l| l.warm).collect()).1
     );
+}
+
+/// Puts the tokens in a Parameter Store SecureString and a JWT secret in Secrets Manager at
+/// `endpoint` (moto), and returns wshub's environment reading them from there instead.
+async fn seed_secrets(endpoint: &str, wshub_env: &[(String, String)]) -> Vec<(String, String)> {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "bench",
+        ))
+        .load()
+        .await;
+    let run = format!("{:08x}", fastrand::u32(..));
+    let parameter = format!("/wshub-cold-{run}/auth-tokens");
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(&parameter)
+        .value("alice=alice-token,bob=bob-token")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("put parameter");
+    let secret = format!("wshub-cold-{run}");
+    aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(&secret)
+        .secret_string(r#"{"JWT_SECRET": "cold-start-jwt-secret-0123456789"}"#)
+        .send()
+        .await
+        .expect("create secret");
+    let mut env: Vec<(String, String)> = wshub_env.iter().filter(|(k, _)| k != "AUTH_TOKENS").cloned().collect();
+    env.extend(
+        [
+            ("AUTH_TOKENS_PARAMETER", parameter.as_str()),
+            ("SECRETS_MANAGER_SECRET_ID", secret.as_str()),
+            ("AWS_ENDPOINT_URL_SSM", endpoint),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    env
 }

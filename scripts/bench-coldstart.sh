@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cold start (BENCHMARKS.md): the release `wshub` beside a minimal lambda_runtime hello-world
 # (examples/hello.rs, same profile), launched alternately against a Runtime API served by
-# examples/coldstart.rs, with moto as DynamoDB. Usage: scripts/bench-coldstart.sh [RUNS]
+# examples/coldstart.rs, with moto as DynamoDB; and wshub again with its secrets in moto's Parameter
+# Store and Secrets Manager instead of the environment. Usage: scripts/bench-coldstart.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-40}
@@ -9,7 +10,7 @@ source scripts/moto.sh
 mkdir -p target/bench
 cargo build --release --locked --quiet --bin wshub --example hello --example coldstart
 ./target/release/examples/coldstart --wshub target/release/wshub --hello target/release/examples/hello \
-  --dynamodb "$AWS_ENDPOINT_URL_DYNAMODB" --runs "$runs"
+  --dynamodb "$AWS_ENDPOINT_URL_DYNAMODB" --secrets "$AWS_ENDPOINT_URL_SSM" --runs "$runs"
 
 # Init in instructions, which a busy machine does not change: each binary under callgrind from
 # exec until its first Runtime API request (to a closed port, so it exits right there).

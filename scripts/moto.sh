@@ -1,6 +1,6 @@
 # Sourced by the test and benchmark scripts: installs the test venv (scripts/requirements-test.txt)
 # if needed, starts moto server on a free loopback port, waits until it answers, points the AWS
-# SDK at it (DynamoDB and SQS) with fake credentials, and stops it when the calling script exits.
+# SDK at it (DynamoDB, SQS, SSM Parameter Store and Secrets Manager) with fake credentials, and stops it when the calling script exits.
 # After sourcing: $venv, $moto_port, $moto_pid, and the venv's bin first on PATH.
 
 venv="${WSHUB_VENV:-.venv}"
@@ -33,6 +33,9 @@ echo "moto server on 127.0.0.1:$moto_port" >&2
 # Fake credentials and a region for the SDK; nothing here may reach real AWS.
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$moto_port"
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$moto_port"
+export AWS_ENDPOINT_URL_SSM="http://127.0.0.1:$moto_port"
+export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$moto_port"
+export AWS_ENDPOINT_URL_EVENTBRIDGE="http://127.0.0.1:$moto_port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL || true
 export AWS_EC2_METADATA_DISABLED=true

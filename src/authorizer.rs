@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::{AuthConfig, AuthError, Identity};
+use crate::edge;
 use crate::topics;
 
 /// A WebSocket REQUEST authorizer event. Our own type: aws_lambda_events' drops the
@@ -169,6 +170,18 @@ async fn authenticate(auth: &AuthConfig, req: &AuthorizerRequest) -> Result<Verd
 /// Answers an authorizer event with an Allow or Deny policy.
 pub async fn authorize(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
     let connection_id = req.request_context.connection_id.as_deref().unwrap_or("-");
+    // The URL path (`EdgePath`): a name the client chose, checked for shape only and passed on;
+    // a malformed one is refused rather than stored.
+    let path = req.header(edge::PATH_HEADER);
+    if path.is_some_and(|p| !edge::valid_path(p)) {
+        tracing::warn!(connection_id, "connection denied: malformed {}", edge::PATH_HEADER);
+        return policy(
+            "unauthorized",
+            IamPolicyEffect::Deny,
+            &req.method_arn,
+            Value::Object(Default::default()),
+        );
+    }
     match authenticate(auth, req).await {
         Ok(verdict) => {
             tracing::info!(connection_id, user_id = %verdict.identity.user_id, source = ?verdict.source, "connection allowed");
@@ -177,6 +190,9 @@ pub async fn authorize(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
             context.insert("authMethod".into(), verdict.identity.method.as_str().into());
             if let Some(p) = verdict.subprotocol {
                 context.insert("subprotocol".into(), p.into());
+            }
+            if let Some(path) = path {
+                context.insert("path".into(), path.into());
             }
             if !verdict.identity.topics.is_empty() {
                 // Context values must be strings: the granted patterns travel comma-joined.
@@ -190,6 +206,7 @@ pub async fn authorize(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
             )
         }
         Err((source, reason)) => {
+            crate::metrics::add(crate::metrics::Metric::ConnectsDenied, 1);
             if reason == AuthError::NotConfigured {
                 tracing::error!(connection_id, "{reason}");
             } else {
@@ -203,6 +220,20 @@ pub async fn authorize(auth: &AuthConfig, req: &AuthorizerRequest) -> Value {
             )
         }
     }
+}
+
+/// The Deny answer when the secrets could not be read (fail closed): `reason` is logged, and
+/// carries no value.
+pub fn deny_unavailable(req: &AuthorizerRequest, reason: &crate::secrets::SecretError) -> Value {
+    let connection_id = req.request_context.connection_id.as_deref().unwrap_or("-");
+    tracing::error!(connection_id, reason = %reason, "connection denied: the secrets are unavailable");
+    crate::metrics::add(crate::metrics::Metric::ConnectsDenied, 1);
+    policy(
+        "unauthorized",
+        IamPolicyEffect::Deny,
+        &req.method_arn,
+        Value::Object(Default::default()),
+    )
 }
 
 fn policy(principal: &str, effect: IamPolicyEffect, method_arn: &str, context: Value) -> Value {
@@ -313,6 +344,27 @@ mod tests {
         let mut req = base(Value::Null, Value::Null);
         req.multi_value_headers = Some(HashMap::from([("TOKEN".into(), vec!["s3cret".into()])]));
         assert_eq!(effect(&run(&auth(), &req)), "Allow");
+    }
+
+    #[test]
+    fn the_url_path_is_passed_on_and_a_malformed_one_denied() {
+        let a = auth();
+        let r = run(
+            &a,
+            &base(json!({"token": "s3cret", "X-Wshub-Path": "/ocpp/CP001"}), Value::Null),
+        );
+        assert_eq!(effect(&r), "Allow");
+        assert_eq!(r["context"]["path"], "/ocpp/CP001");
+        let r = run(&a, &base(json!({"token": "s3cret"}), Value::Null));
+        assert!(r["context"].get("path").is_none());
+        let r = run(
+            &a,
+            &base(json!({"token": "s3cret", "x-wshub-path": "no-slash"}), Value::Null),
+        );
+        assert_eq!(effect(&r), "Deny");
+        // A path alone is no credential.
+        let r = run(&a, &base(json!({"x-wshub-path": "/ocpp/CP001"}), Value::Null));
+        assert_eq!(effect(&r), "Deny");
     }
 
     #[test]

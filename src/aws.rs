@@ -23,7 +23,7 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsCont
 
 /// The CAs that AWS service endpoints chain to (Amazon Trust Services: Amazon Root CA 1-4 and
 /// the Starfield Services G2 cross-sign root), as published by AWS.
-const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
+pub(crate) const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
 
 /// Which roots the SDK clients trust.
 #[derive(Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub fn for_service(sdk: &SdkConfig, service: &str, lookup: impl Fn(&str) -> Opti
     }
 }
 
-fn endpoint_override(service: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+pub(crate) fn endpoint_override(service: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
     if lookup("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return None;
     }

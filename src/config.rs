@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use crate::auth::{AuthConfig, AuthConfigError, ClaimRules, TokenUse};
+use crate::forward::ForwardConfig;
+use crate::secrets::{self, SecretSources};
 use crate::topics::{self, TopicAccess};
 
 /// A little over API Gateway's 2-hour connection limit, so a row outlives its socket
@@ -14,6 +16,17 @@ pub const DEFAULT_PRESENCE_TTL_SECONDS: u64 = 30 * 86_400;
 /// About two seconds of posting at the default concurrency and a typical post latency: small
 /// pushes never touch the queue, and a large one splits into jobs that each finish quickly.
 pub const DEFAULT_SHARD_THRESHOLD: usize = 5000;
+/// Fifteen minutes of history: longer than API Gateway's 10-minute idle timeout, so a client
+/// dropped for idling or by a flaky network comes back within it.
+pub const DEFAULT_HISTORY_TTL_SECONDS: u64 = 900;
+pub const DEFAULT_HISTORY_SIZE: u64 = 200;
+/// Publications a stream may keep: a `history` page reads at most 1,000, and a larger window
+/// only stores what clients are unlikely to page through.
+pub const MAX_HISTORY_SIZE: u64 = 10_000;
+/// Client `sendmessage` frames per second and connection, sustained…
+pub const DEFAULT_SEND_RATE_PER_SECOND: u32 = 10;
+/// …and at once after a quiet spell.
+pub const DEFAULT_SEND_RATE_BURST: u32 = 20;
 pub const DEFAULT_MAX_TOPICS_PER_CONNECTION: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,14 +63,83 @@ pub struct Config {
     /// `SHARD_THRESHOLD`: members one invocation lists and delivers before it hands the rest of
     /// the audience to the queue.
     pub shard_threshold: usize,
+    /// `SEND_RATE_PER_SECOND`: a connection's sustained `sendmessage` rate (at most 1000).
+    pub send_rate_per_second: u32,
+    /// `SEND_RATE_BURST`: `sendmessage` frames a quiet connection may send at once.
+    pub send_rate_burst: u32,
     /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_TOKEN_USE`.
     pub auth: AuthConfig,
     /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
     pub topic_access: TopicAccess,
+    /// `HISTORY_TTL_SECONDS` and `HISTORY_SIZE`.
+    pub history: HistoryConfig,
+    /// `PUBLISH_KEYS`: SHA-256 digests of the publisher keys `POST /publish` accepts in
+    /// `Authorization: Bearer` (the keys themselves are not kept).
+    pub publish_keys: Vec<[u8; 32]>,
+    /// `AUTH_TOKENS_PARAMETER`, `JWT_SECRET_PARAMETER`, `PUBLISH_KEYS_PARAMETER`,
+    /// `SECRETS_MANAGER_SECRET_ID`, `SECRETS_MAX_AGE_SECONDS`, `SECRETS_TIMEOUT_MS`
+    /// ([`crate::secrets`]). With a source configured, read [`crate::hub::Hub::credentials`]
+    /// for the credentials and publisher keys in force (the fetched values).
+    pub secrets: SecretSources,
+    /// `FORWARD_ACTIONS` and `FORWARD_EVENT_BUS`: client actions sent on to the backend.
+    pub forward: Option<ForwardConfig>,
     /// `MAX_TOPICS_PER_CONNECTION`: subscriptions one connection may hold; past it `subscribe`
     /// answers `too_many_topics`. Bounds what one client costs in storage, `$disconnect` and
     /// `whoami`.
     pub max_topics_per_connection: usize,
+}
+
+/// Publisher keys: comma-separated, each 16-4096 bytes without spaces, so a key is never a
+/// guessable word and never confused with the list's separator.
+fn publish_keys(value: Option<String>) -> Result<Vec<[u8; 32]>, ConfigError> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .enumerate()
+        .map(|(i, key)| {
+            if !(16..=4096).contains(&key.len()) || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                // The key itself is never echoed.
+                return Err(ConfigError::Invalid {
+                    name: "PUBLISH_KEYS",
+                    reason: format!("key {} must be 16-4096 characters without spaces", i + 1),
+                });
+            }
+            Ok(crate::auth::sha256(key.as_bytes()))
+        })
+        .collect()
+}
+
+/// What streams keep ([`crate::publish`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// `HISTORY_TTL_SECONDS`: how long a publication is kept; `None` (set to 0): recording off,
+    /// no seq, no history.
+    pub ttl: Option<Duration>,
+    /// `HISTORY_SIZE`: publications per stream a read may return.
+    pub size: u64,
+}
+
+impl HistoryConfig {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let ttl = match get("HISTORY_TTL_SECONDS") {
+            None => Some(DEFAULT_HISTORY_TTL_SECONDS),
+            Some(v) if v == "0" => None,
+            Some(v) => parse_number(Some(v), "HISTORY_TTL_SECONDS")?,
+        };
+        let size = parse_number(get("HISTORY_SIZE"), "HISTORY_SIZE")?.unwrap_or(DEFAULT_HISTORY_SIZE);
+        if size > MAX_HISTORY_SIZE {
+            return Err(ConfigError::Invalid {
+                name: "HISTORY_SIZE",
+                reason: format!("at most {MAX_HISTORY_SIZE}, got {size}"),
+            });
+        }
+        Ok(HistoryConfig {
+            ttl: ttl.map(Duration::from_secs),
+            size,
+        })
+    }
 }
 
 impl Config {
@@ -105,6 +187,28 @@ impl Config {
         let shard_threshold = parse_number(get("SHARD_THRESHOLD"), "SHARD_THRESHOLD")?
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_SHARD_THRESHOLD);
+        let send_rate_per_second = parse_number(get("SEND_RATE_PER_SECOND"), "SEND_RATE_PER_SECOND")?.map_or(
+            Ok(DEFAULT_SEND_RATE_PER_SECOND),
+            |n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 1000)
+                    .ok_or(ConfigError::Invalid {
+                        name: "SEND_RATE_PER_SECOND",
+                        reason: format!("expected 1-1000, got {n}"),
+                    })
+            },
+        )?;
+        let send_rate_burst =
+            parse_number(get("SEND_RATE_BURST"), "SEND_RATE_BURST")?.map_or(Ok(DEFAULT_SEND_RATE_BURST), |n| {
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 10_000)
+                    .ok_or(ConfigError::Invalid {
+                        name: "SEND_RATE_BURST",
+                        reason: format!("expected 1-10000, got {n}"),
+                    })
+            })?;
         let max_topics_per_connection = parse_number(get("MAX_TOPICS_PER_CONNECTION"), "MAX_TOPICS_PER_CONNECTION")?
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
             .unwrap_or(DEFAULT_MAX_TOPICS_PER_CONNECTION);
@@ -127,6 +231,7 @@ impl Config {
                 });
             }
         }
+        let secrets = secret_sources(&get)?;
         let token_use = match get("JWT_TOKEN_USE") {
             None => None,
             Some(v) => Some(TokenUse::parse(&v).ok_or_else(|| ConfigError::Invalid {
@@ -144,6 +249,8 @@ impl Config {
                 token_use,
             },
         )?;
+        let history = HistoryConfig::from_lookup(get)?;
+        let publish_keys = publish_keys(get("PUBLISH_KEYS"))?;
         let topic_access = match get("TOPIC_ACCESS").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("open") => TopicAccess::Open,
             Some("restricted") => {
@@ -167,6 +274,7 @@ impl Config {
                 })
             }
         };
+        let forward = ForwardConfig::from_lookup(get)?;
         Ok(Config {
             table,
             management_endpoint,
@@ -177,11 +285,53 @@ impl Config {
             presence_ttl: Duration::from_secs(presence_ttl_seconds),
             push_queue_url,
             shard_threshold,
+            send_rate_per_second,
+            send_rate_burst,
             auth,
             topic_access,
+            history,
+            publish_keys,
+            secrets,
+            forward,
             max_topics_per_connection,
         })
     }
+}
+
+/// The secret sources; a key set both in the environment and by its parameter is refused, so
+/// nobody wonders which one is in force.
+fn secret_sources(get: &impl Fn(&str) -> Option<String>) -> Result<SecretSources, ConfigError> {
+    let mut sources = SecretSources::default();
+    for (key, variable) in secrets::KEYS.into_iter().zip(secrets::PARAMETER_VARIABLES) {
+        let Some(name) = get(variable) else { continue };
+        if get(key).is_some() {
+            return Err(ConfigError::Invalid {
+                name: variable,
+                reason: format!("{key} is set too; set one of them"),
+            });
+        }
+        // Parameter names: letters, digits and . - _ / (AWS Systems Manager User Guide,
+        // "Requirements and constraints for parameter names"), at most 2048 characters with a path.
+        let valid = name.len() <= 2048
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'));
+        if !valid {
+            return Err(ConfigError::Invalid {
+                name: variable,
+                reason: "a parameter name has only letters, digits and . - _ /".into(),
+            });
+        }
+        sources.parameters.push((key, name));
+    }
+    sources.secret_id = get(secrets::SECRET_ID_VARIABLE);
+    if let Some(seconds) = parse_number(get("SECRETS_MAX_AGE_SECONDS"), "SECRETS_MAX_AGE_SECONDS")? {
+        sources.max_age = Duration::from_secs(seconds);
+    }
+    if let Some(ms) = parse_number(get("SECRETS_TIMEOUT_MS"), "SECRETS_TIMEOUT_MS")? {
+        sources.timeout = Duration::from_millis(ms);
+    }
+    Ok(sources)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -228,8 +378,49 @@ mod tests {
             "no queue: every push is delivered in one invocation"
         );
         assert_eq!(c.shard_threshold, DEFAULT_SHARD_THRESHOLD);
+        assert_eq!(
+            (c.send_rate_per_second, c.send_rate_burst),
+            (DEFAULT_SEND_RATE_PER_SECOND, DEFAULT_SEND_RATE_BURST)
+        );
         assert_eq!(c.max_topics_per_connection, DEFAULT_MAX_TOPICS_PER_CONNECTION);
         assert!(!c.auth.is_configured(), "no auth variables means nothing is accepted");
+        assert_eq!(
+            c.history,
+            HistoryConfig {
+                ttl: Some(Duration::from_secs(900)),
+                size: 200
+            }
+        );
+        assert!(
+            c.publish_keys.is_empty(),
+            "no publisher key: POST /publish refuses keys"
+        );
+    }
+
+    #[test]
+    fn history_and_publish_keys() {
+        let off = config(&[("CONNECTIONS_TABLE", "t"), ("HISTORY_TTL_SECONDS", "0")]).unwrap();
+        assert_eq!(off.history.ttl, None, "0 turns recording off");
+        for (name, value) in [
+            ("HISTORY_TTL_SECONDS", "-1"),
+            ("HISTORY_SIZE", "0"),
+            ("HISTORY_SIZE", "10001"),
+        ] {
+            let err = config(&[("CONNECTIONS_TABLE", "t"), (name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let keys = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("PUBLISH_KEYS", "0123456789abcdef, fedcba9876543210fedcba"),
+        ])
+        .unwrap();
+        assert_eq!(keys.publish_keys.len(), 2);
+        assert_eq!(keys.publish_keys[0], crate::auth::sha256(b"0123456789abcdef"));
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("PUBLISH_KEYS", "short-secret")]).unwrap_err();
+        assert!(
+            err.to_string().contains("PUBLISH_KEYS") && !err.to_string().contains("short-secret"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -247,6 +438,10 @@ mod tests {
         assert!(err.to_string().contains("APIGW_MANAGEMENT_ENDPOINT"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("PUSH_QUEUE_URL", "wshub-push")]).unwrap_err();
         assert!(err.to_string().contains("PUSH_QUEUE_URL"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("SEND_RATE_PER_SECOND", "1001")]).unwrap_err();
+        assert!(err.to_string().contains("SEND_RATE_PER_SECOND"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("SEND_RATE_BURST", "0")]).unwrap_err();
+        assert!(err.to_string().contains("SEND_RATE_BURST"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("SHARD_THRESHOLD", "0")]).unwrap_err();
         assert!(err.to_string().contains("SHARD_THRESHOLD"), "{err}");
     }
@@ -281,6 +476,46 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("JWT_JWKS_URL"));
+    }
+
+    #[test]
+    fn secret_sources() {
+        let c = config(&[("CONNECTIONS_TABLE", "t"), ("PUBLISH_KEYS", "publisher-key-k1-0123")]).unwrap();
+        assert!(!c.secrets.is_configured());
+        assert_eq!(c.publish_keys, [crate::auth::sha256(b"publisher-key-k1-0123")]);
+        assert_eq!(c.secrets.max_age, Duration::from_secs(secrets::DEFAULT_MAX_AGE_SECONDS));
+        let c = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("JWT_SECRET_PARAMETER", "/wshub/jwt"),
+            ("PUBLISH_KEYS_PARAMETER", "/wshub/publish"),
+            ("SECRETS_MANAGER_SECRET_ID", "wshub/prod"),
+            ("SECRETS_MAX_AGE_SECONDS", "60"),
+            ("SECRETS_TIMEOUT_MS", "500"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.secrets.parameters,
+            [
+                ("JWT_SECRET", "/wshub/jwt".into()),
+                ("PUBLISH_KEYS", "/wshub/publish".into())
+            ]
+        );
+        assert_eq!(c.secrets.secret_id.as_deref(), Some("wshub/prod"));
+        assert_eq!(
+            (c.secrets.max_age, c.secrets.timeout),
+            (Duration::from_secs(60), Duration::from_millis(500))
+        );
+        let err = config(&[
+            ("CONNECTIONS_TABLE", "t"),
+            ("AUTH_TOKENS", "a"),
+            ("AUTH_TOKENS_PARAMETER", "/p"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("AUTH_TOKENS_PARAMETER"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("JWT_SECRET_PARAMETER", "a b")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET_PARAMETER"), "{err}");
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("SECRETS_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("SECRETS_TIMEOUT_MS"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::authorizer::{self, AuthorizerRequest};
 use crate::eventbridge::{self, Undelivered};
 use crate::http;
 use crate::hub::Hub;
+use crate::metrics::{self, Metric};
 use crate::push::{self, UnreportableFailure};
 use crate::routes;
 
@@ -136,11 +137,19 @@ impl Event {
     /// Runs the event's handler and returns the response Lambda sends back.
     pub async fn apply(self, hub: &Hub, deadline: Option<Instant>) -> Result<Value, RouterError> {
         let response = match self {
-            Event::Authorize(request) => authorizer::authorize(&hub.config.auth, &request).await,
+            Event::Authorize(request) => {
+                let started = Instant::now();
+                let response = match hub.credentials().await {
+                    Ok(credentials) => authorizer::authorize(credentials.auth(), &request).await,
+                    Err(e) => authorizer::deny_unavailable(&request, &e),
+                };
+                metrics::record_duration(Metric::AuthorizerLatency, started.elapsed());
+                response
+            }
             Event::Route(request) => to_value(routes::handle(hub, &request, deadline).await),
             Event::Push(batch) => to_value(push::handle(hub, &batch, deadline).await?),
             Event::EventBridge(event) => eventbridge::handle(hub, *event, deadline).await?,
-            Event::Http(request) => to_value(http::handle(hub, &request).await),
+            Event::Http(request) => to_value(http::handle(hub, &request, deadline).await),
         };
         Ok(response)
     }

@@ -18,8 +18,9 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::fanout::RecordError;
 use crate::hub::Hub;
-use crate::push::{self, PushRequest, RecordError};
+use crate::publish::{self, Delivered, PushRequest};
 
 /// Whether `value` looks like an EventBridge event: `detail-type`, `source` and `detail`.
 pub fn is_event(value: &Value) -> bool {
@@ -101,13 +102,19 @@ pub async fn handle(hub: &Hub, event: EventBridgeEvent, deadline: Option<Instant
         })?;
         envelope.log();
         let id = envelope.id.clone();
-        let delivered = push::deliver(hub, envelope.request, id.clone(), deadline)
+        let published = publish::publish(hub, envelope.request, id.clone(), deadline)
             .await
             .map_err(undelivered)?;
-        Ok(match delivered {
-            push::Delivered::Here(report) => json!({"id": id, "delivered": report.delivered, "gone": report.gone}),
-            push::Delivered::Sharded => json!({"id": id, "sharded": true}),
-        })
+        let mut answer = match published.delivered {
+            Delivered::Here(report) => json!({"id": id, "delivered": report.delivered, "gone": report.gone}),
+            Delivered::Sharded => json!({"id": id, "sharded": true}),
+            Delivered::Duplicate => json!({"id": id, "duplicate": true}),
+        };
+        if let Some(pos) = published.stamp.pos() {
+            answer["seq"] = json!(pos.seq);
+            answer["epoch"] = json!(pos.epoch);
+        }
+        Ok(answer)
     };
     work.instrument(tracing::info_span!("eventbridge", event_id = %event_id))
         .await

@@ -121,6 +121,27 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// Why a push (an SQS record, an EventBridge event, a shard job) was not (fully) delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    #[error("APIGW_MANAGEMENT_ENDPOINT is not set; SQS pushes have no request context to derive it from")]
+    NoEndpoint,
+    #[error("frame would exceed {} bytes", crate::protocol::MAX_FRAME_BYTES)]
+    TooLarge,
+    #[error("could not record the publication: {0}")]
+    Record(StoreError),
+    #[error("could not hand work on to the queue: {0}")]
+    Enqueue(String),
+    #[error("delivery incomplete: {delivered} delivered, {failed} failed{}", store.as_ref().map(|e| format!(", audience read failed: {e}")).unwrap_or_default())]
+    Incomplete {
+        delivered: usize,
+        failed: usize,
+        store: Option<StoreError>,
+    },
+}
+
 /// Who a frame goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
@@ -186,6 +207,17 @@ fn prefetched(mut pages: crate::store::Pages) -> crate::store::Pages {
     .boxed()
 }
 
+/// A 410 removes a connection only if it connected longer ago than this: API Gateway answers
+/// 410 while `$connect` runs, and its integration may take up to the 29 s integration timeout.
+pub const GONE_GRACE: Duration = Duration::from_secs(30);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Stop starting posts this long before the deadline, so the posts in flight can finish and
 /// the rest be handed on; a fifth of the time left when that is shorter.
 const STOP_MARGIN: Duration = Duration::from_secs(2);
@@ -219,6 +251,7 @@ impl Fanout<'_> {
         exclude: Option<&str>,
         now: i64,
     ) -> Report {
+        let started = Instant::now();
         let pages = match audience {
             Audience::Connection(id) => stream::iter([Ok(vec![id])]).boxed(),
             Audience::Group(group) => prefetched(self.store.members(group, now)),
@@ -229,16 +262,39 @@ impl Fanout<'_> {
         let mut report = Report::default();
         let window = &Window::new(self.concurrency);
         let stop = self.stop_at();
+        // Posts started and not yet finished, to count as failed if the deadline cuts them off.
+        let pending = &std::sync::atomic::AtomicUsize::new(0);
         let mut outcomes = ids
             .map(|id| async move {
                 match id {
                     Ok(id) if Some(id.as_str()) == exclude => Ok(Outcome::Skipped),
-                    Ok(id) => Ok(self.post(window, stop, endpoint, &id, frame).await),
+                    Ok(id) => {
+                        pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let outcome = self.post(window, stop, endpoint, &id, frame).await;
+                        pending.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        Ok(outcome)
+                    }
                     Err(e) => Err(e),
                 }
             })
             .buffer_unordered(self.concurrency.max(1));
-        while let Some(outcome) = outcomes.next().await {
+        loop {
+            let next = match self.deadline {
+                Some(deadline) => tokio::select! {
+                    biased;
+                    next = outcomes.next() => next,
+                    // A stalled audience read or post must not hold the invocation past its
+                    // deadline: what is cut off fails the delivery (at least one member).
+                    () = tokio::time::sleep_until(deadline) => {
+                        let cut = pending.load(std::sync::atomic::Ordering::Relaxed).max(1);
+                        tracing::warn!(cut, "deadline reached before the audience was done");
+                        report.failed += cut;
+                        break;
+                    }
+                },
+                None => outcomes.next().await,
+            };
+            let Some(outcome) = next else { break };
             match outcome {
                 Ok(Outcome::Delivered) => report.delivered += 1,
                 Ok(Outcome::Gone) => report.gone += 1,
@@ -251,6 +307,7 @@ impl Fanout<'_> {
                 }
             }
         }
+        crate::metrics::record_fanout(report.delivered, report.gone, report.failed, started.elapsed());
         report
     }
 
@@ -265,6 +322,7 @@ impl Fanout<'_> {
     /// who did not get it. Nothing new starts once the deadline is near; posts in flight may
     /// finish until the deadline itself.
     pub async fn deliver_ids(&self, endpoint: &str, ids: Vec<String>, frame: &[u8]) -> (Report, Leftover) {
+        let started = Instant::now();
         let window = &Window::new(self.concurrency);
         let stop = self.stop_at();
         let mut report = Report::default();
@@ -311,6 +369,7 @@ impl Fanout<'_> {
             }
         }
         leftover.unsent.extend(pending);
+        crate::metrics::record_fanout(report.delivered, report.gone, report.failed, started.elapsed());
         (report, leftover)
     }
 
@@ -328,25 +387,50 @@ impl Fanout<'_> {
             if attempt == 0 && stop.is_some_and(|s| Instant::now() >= s) {
                 return Outcome::Unsent;
             }
-            let sent = self.notifier.send(endpoint, connection_id, frame).await;
+            // No post outlives the deadline: one still in flight then is cut off and counts as
+            // failed (it may have arrived; the record is redelivered or the id handed on).
+            let sent = match self.deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, self.notifier.send(endpoint, connection_id, frame))
+                    .await
+                    .unwrap_or_else(|_| Err(NotifyError::Transport("cut off at the invocation's deadline".into()))),
+                None => self.notifier.send(endpoint, connection_id, frame).await,
+            };
+            let cut_off = self.deadline.is_some_and(|d| Instant::now() >= d);
             slot.throttled = Some(matches!(sent, Err(NotifyError::Throttled)));
+            if slot.throttled == Some(true) {
+                crate::metrics::add(crate::metrics::Metric::Throttled, 1);
+            }
             drop(slot);
             let error = match sent {
                 Ok(()) => return Outcome::Delivered,
                 Err(NotifyError::Gone) => {
                     // A closed socket whose $disconnect never ran: remove its rows so nobody
                     // posts to it again. Failing to remove is logged; the TTL is the backstop.
-                    if let Err(e) = self.store.remove_connection(connection_id).await {
-                        tracing::warn!(connection_id, error = %e, "could not remove stale connection");
+                    // API Gateway also answers 410 until the `$connect` integration has
+                    // returned (AWS Knowledge Center, "How do I troubleshoot 410 GoneException
+                    // errors...": "a message was posted ... before the connection was
+                    // established"; API Gateway Developer Guide, "$connect and $disconnect
+                    // routes": until the $connect integration completes "the upgrade request
+                    // is pending"), so a row younger than that grace is a connection still
+                    // being established: it is kept (a conditional delete on `connectedAt`).
+                    let cut_off = now_ms() - GONE_GRACE.as_millis() as i64;
+                    match self.store.remove_connection_older_than(connection_id, cut_off).await {
+                        Ok(true) => tracing::info!(connection_id, "connection gone (410); removed"),
+                        Ok(false) => tracing::info!(connection_id, "410 from a connection still in $connect; kept"),
+                        Err(e) => tracing::warn!(connection_id, error = %e, "could not remove stale connection"),
                     }
-                    tracing::info!(connection_id, "connection gone (410); removed");
                     return Outcome::Gone;
                 }
                 Err(e) => e,
             };
             attempt += 1;
             let pause = self.retry.pause(attempt - 1);
-            let out_of_time = self.deadline.is_some_and(|d| Instant::now() + pause >= d);
+            // A retry must fit its pause and its own attempt before the deadline.
+            let attempt_time = self.notifier.attempt_timeout().unwrap_or_default();
+            let out_of_time = cut_off
+                || self
+                    .deadline
+                    .is_some_and(|d| Instant::now() + pause + attempt_time >= d);
             if !error.is_retryable() || attempt >= self.retry.max_attempts || out_of_time {
                 tracing::warn!(connection_id, attempts = attempt, error = %error, "delivery failed");
                 return Outcome::Failed;
@@ -380,6 +464,7 @@ mod tests {
                 user_id: "u".into(),
                 connected_at: 0,
                 source_ip: None,
+                path: None,
                 ttl: 100,
             };
             store.put_connection(&c).await.unwrap();
@@ -421,6 +506,53 @@ mod tests {
         assert!(
             store.get_connection("d", 0).await.unwrap().is_none(),
             "410 removes the stale connection"
+        );
+    }
+
+    /// Issue 11 item 11: a 410 from a connection whose `$connect` is still running (its row is
+    /// seconds old) must not delete it; an old row answering 410 is stale and goes.
+    #[tokio::test]
+    async fn a_410_keeps_a_connection_younger_than_the_grace_and_removes_an_old_one() {
+        let store = MemoryStore::new();
+        for (id, connected_at) in [
+            ("young", now_ms()),
+            ("old", now_ms() - GONE_GRACE.as_millis() as i64 - 1),
+        ] {
+            let c = Connection {
+                connection_id: id.into(),
+                user_id: "u".into(),
+                connected_at,
+                source_ip: None,
+                path: None,
+                ttl: i64::MAX,
+            };
+            store.put_connection(&c).await.unwrap();
+            store.subscribe(id, "t", i64::MAX, 0, usize::MAX).await.unwrap();
+        }
+        let notifier = MemoryNotifier::new();
+        notifier.mark_gone("young");
+        notifier.mark_gone("old");
+        let retry = fast_retry();
+        let fanout = Fanout {
+            store: &store,
+            notifier: &notifier,
+            retry: &retry,
+            concurrency: 2,
+            deadline: None,
+        };
+        let report = fanout
+            .deliver("http://x", Audience::Group(Group::Topic("t".into())), b"hi", None, 0)
+            .await;
+        assert_eq!((report.gone, report.failed), (2, 0));
+        let young = store
+            .get_connection("young", 0)
+            .await
+            .unwrap()
+            .expect("the young row is kept");
+        assert_eq!(young.topics, ["t"]);
+        assert!(
+            store.get_connection("old", 0).await.unwrap().is_none(),
+            "the stale row goes"
         );
     }
 

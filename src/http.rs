@@ -25,9 +25,15 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
+mod publish;
+
+use tokio::time::Instant;
+
 use crate::auth::{valid_user_id, AuthError, Identity};
 use crate::hub::{now_secs, Hub};
 use crate::store::{Presence, MAX_PRESENCE_USERS};
+
+pub use publish::{MAX_PUSHES, PUBLISH_PATH};
 
 pub const ONLINE_PATH: &str = "/users/online";
 
@@ -46,10 +52,24 @@ fn error(status: u16, code: &str, message: impl Into<String>) -> Reply {
     }
 }
 
-pub async fn handle(hub: &Hub, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+pub async fn handle(
+    hub: &Hub,
+    request: &ApiGatewayV2httpRequest,
+    deadline: Option<Instant>,
+) -> ApiGatewayV2httpResponse {
     let method = request.request_context.http.method.as_str();
     let path = route_path(request);
-    let reply = route(hub, request, method, &path).await;
+    let reply = if path == PUBLISH_PATH {
+        if method == "POST" {
+            publish::handle(hub, request, deadline).await
+        } else {
+            let mut reply = error(405, "method_not_allowed", format!("{PUBLISH_PATH} answers POST only"));
+            reply.header = Some(("allow", "POST"));
+            reply
+        }
+    } else {
+        route(hub, request, method, &path).await
+    };
     tracing::info!(method, path = %shown(&path), status = reply.status, "http request");
     respond(reply)
 }
@@ -138,7 +158,11 @@ async fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Identity, Reply>
             )
         });
     };
-    hub.config.auth.verify(token).await.map_err(|e| {
+    let credentials = hub.credentials().await.map_err(|e| {
+        tracing::error!(reason = %e, "http request denied: the secrets are unavailable");
+        error(403, "forbidden", "credentials refused")
+    })?;
+    credentials.auth().verify(token).await.map_err(|e| {
         if e == AuthError::NotConfigured {
             tracing::error!("{e}");
         } else {

@@ -18,9 +18,15 @@
 //! - [`store`]: the [`store::ConnectionStore`] port; DynamoDB and in-memory implementations;
 //!   [`store::table`] defines the table once for code, tests, local hub and template.
 //! - [`notify`]: the [`notify::Notifier`] port; Management API and in-memory implementations.
+//! - [`publish`]: every push's pipeline (SQS, EventBridge, `sendmessage`): record it on its
+//!   stream (seq, epoch, history, idempotency), then fan it out; and history reads.
 //! - [`fanout`]: one frame to an audience, paged, bounded, retried, 410s cleaned up.
 //! - [`shard`]: a push too large for one invocation, split into jobs on the [`queue::Queue`] port.
+//! - [`forward`]: client actions sent on to EventBridge (`FORWARD_ACTIONS`), the
+//!   [`forward::EventBus`] port.
 //! - [`protocol`]: client frames in, reply and push frames out, stable error codes.
+//! - [`metrics`]: per-invocation counters, flushed as one CloudWatch EMF document;
+//!   [`secrets`]: `AUTH_TOKENS`, `JWT_SECRET`, `PUBLISH_KEYS` from Parameter Store or Secrets Manager.
 //! - [`auth`]: static tokens and JWTs (HS256, or RS256/ES256 from a JWKS); [`topics`]: who may
 //!   use which topic; [`config`]: the environment contract.
 //!
@@ -33,19 +39,25 @@ pub mod auth;
 pub mod authorizer;
 pub mod aws;
 pub mod config;
+pub mod edge;
 pub mod event;
 pub mod eventbridge;
 pub mod fanout;
+pub mod forward;
 pub mod http;
 pub mod hub;
 pub mod local;
+pub mod metrics;
 pub mod notify;
 pub mod protocol;
+pub mod publish;
 pub mod push;
 pub mod queue;
 pub mod routes;
+pub mod secrets;
 pub mod shard;
 pub mod store;
+pub mod token;
 pub mod topics;
 
 pub use config::Config;

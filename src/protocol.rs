@@ -9,7 +9,12 @@ pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 pub const MAX_TOPIC_CHARS: usize = 128;
 const MAX_ID_CHARS: usize = 128;
 /// Every client action. The deployed API has a route (with a reply) for each; see template.yaml.
-pub const ACTIONS: [&str; 5] = ["ping", "subscribe", "unsubscribe", "sendmessage", "whoami"];
+pub const ACTIONS: [&str; 6] = ["ping", "subscribe", "unsubscribe", "sendmessage", "whoami", "history"];
+/// `history` pages: 100 publications unless the client asks, at most 1,000.
+pub const DEFAULT_HISTORY_LIMIT: usize = 100;
+pub const MAX_HISTORY_LIMIT: usize = 1000;
+/// An epoch as a client may echo it back; the hub's own are 8 characters.
+const MAX_EPOCH_CHARS: usize = 64;
 
 /// Stable error codes: clients switch on these, so renaming one is a breaking change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,6 +38,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The connection is not (or no longer) registered.
     NotConnected,
+    /// `sendmessage` beyond `SEND_RATE_PER_SECOND` (after a burst of `SEND_RATE_BURST`).
+    RateLimited,
     /// `subscribe` would take the connection past `MAX_TOPICS_PER_CONNECTION` subscriptions.
     TooManyTopics,
     /// A backend failed; the request may be retried.
@@ -47,8 +54,28 @@ pub enum Frame {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
     },
+    /// Reply to `subscribe`: where the stream stands (`seq`, `epoch`; absent when recording is
+    /// off) and, when the client gave `since`, what it missed ([`Recovery`]).
     Subscribed {
         topic: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+        #[serde(flatten, skip_serializing_if = "Option::is_none")]
+        recovery: Option<Recovery>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+    },
+    /// Reply to `history`: a page of a stream's publications.
+    History {
+        topic: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+        #[serde(flatten)]
+        recovery: Recovery,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
     },
@@ -65,12 +92,24 @@ pub enum Frame {
         /// Recipients whose delivery failed after retries; omitted when 0.
         #[serde(skip_serializing_if = "is_zero")]
         failed: usize,
+        /// Where the message stands in the topic's stream (absent when not recorded).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+        /// Handed to the push queue rather than delivered inline (a large audience): the
+        /// counts then cover nothing yet; omitted when false.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        queued: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
     },
     Whoami {
         connection_id: String,
         user_id: String,
+        /// The URL path the client connected to (`EdgePath`); omitted without one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
         topics: Vec<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
@@ -85,7 +124,16 @@ pub enum Frame {
         from: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// The publication's place in its stream (topic or `user:<id>`); absent for broadcasts,
+        /// pushes to one connection, and while recording is off.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
     },
+    /// Reply to a forwarded action (`FORWARD_ACTIONS`): the event is on the bus. `id` is the
+    /// client's, or API Gateway's message id when it gave none; the detail carries the same.
+    Accepted { id: Value },
     Error {
         code: ErrorCode,
         message: String,
@@ -96,6 +144,25 @@ pub enum Frame {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+/// What a client missed: the publications after its position, in seq order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recovery {
+    /// Every publication after the client's position is in `messages` or the pages after it,
+    /// in the same epoch. `false`: some are lost (history expired, epoch changed, recording off).
+    pub recovered: bool,
+    /// `message` frames, ascending by seq.
+    pub messages: Vec<Frame>,
+    /// More follow: ask `history` with `since` at the last one's seq.
+    pub more: bool,
+}
+
+/// A client's position in a stream: the last seq it has seen, and that seq's epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub seq: u64,
+    pub epoch: String,
 }
 
 impl Frame {
@@ -118,9 +185,22 @@ impl Frame {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Ping,
-    Subscribe { topic: String },
-    Unsubscribe { topic: String },
-    SendMessage { topic: Option<String>, data: Value },
+    Subscribe {
+        topic: String,
+        since: Option<Position>,
+    },
+    Unsubscribe {
+        topic: String,
+    },
+    History {
+        topic: String,
+        since: Option<Position>,
+        limit: usize,
+    },
+    SendMessage {
+        topic: Option<String>,
+        data: Value,
+    },
     Whoami,
 }
 
@@ -187,6 +267,12 @@ impl Request {
             "whoami" => Action::Whoami,
             "subscribe" => Action::Subscribe {
                 topic: required_topic(&obj, &id)?,
+                since: since(&obj, &id)?,
+            },
+            "history" => Action::History {
+                topic: required_topic(&obj, &id)?,
+                since: since(&obj, &id)?,
+                limit: limit(&obj, &id)?,
             },
             "unsubscribe" => Action::Unsubscribe {
                 topic: required_topic(&obj, &id)?,
@@ -225,6 +311,51 @@ fn required_topic(obj: &Map<String, Value>, id: &Option<Value>) -> Result<String
             Ok(t.clone())
         }
         Some(_) => Err(Rejection::new(id, ErrorCode::BadRequest, "topic must be a string")),
+    }
+}
+
+/// `since`: absent, or `{"seq": whole number ≥ 0, "epoch": string}` and nothing else.
+fn since(obj: &Map<String, Value>, id: &Option<Value>) -> Result<Option<Position>, Rejection> {
+    let bad = || {
+        Rejection::new(
+            id,
+            ErrorCode::BadRequest,
+            format!(
+                "since must be {{\"seq\": a whole number >= 0, \"epoch\": a string of at most {MAX_EPOCH_CHARS} characters}}"
+            ),
+        )
+    };
+    let since = match obj.get("since") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(since)) => since,
+        Some(_) => return Err(bad()),
+    };
+    if since.keys().any(|k| k != "seq" && k != "epoch") {
+        return Err(bad());
+    }
+    let seq = since.get("seq").and_then(Value::as_u64).ok_or_else(bad)?;
+    let epoch = match since.get("epoch") {
+        Some(Value::String(e)) if e.chars().count() <= MAX_EPOCH_CHARS => e.clone(),
+        _ => return Err(bad()),
+    };
+    Ok(Some(Position { seq, epoch }))
+}
+
+/// `limit`: absent (100), or a whole number from 1 to 1000.
+fn limit(obj: &Map<String, Value>, id: &Option<Value>) -> Result<usize, Rejection> {
+    match obj.get("limit") {
+        None | Some(Value::Null) => Ok(DEFAULT_HISTORY_LIMIT),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=MAX_HISTORY_LIMIT as u64).contains(n))
+            .map(|n| n as usize)
+            .ok_or_else(|| {
+                Rejection::new(
+                    id,
+                    ErrorCode::BadRequest,
+                    format!("limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}"),
+                )
+            }),
     }
 }
 
@@ -270,7 +401,41 @@ mod tests {
                 .unwrap()
                 .action,
             Action::Subscribe {
-                topic: "user:alice".into()
+                topic: "user:alice".into(),
+                since: None
+            }
+        );
+        assert_eq!(
+            Request::parse(r#"{"action":"subscribe","topic":"t","since":{"seq":4,"epoch":"e"}}"#)
+                .unwrap()
+                .action,
+            Action::Subscribe {
+                topic: "t".into(),
+                since: Some(Position {
+                    seq: 4,
+                    epoch: "e".into()
+                })
+            }
+        );
+        assert_eq!(
+            Request::parse(r#"{"action":"history","topic":"t","since":{"seq":0,"epoch":""},"limit":1000}"#)
+                .unwrap()
+                .action,
+            Action::History {
+                topic: "t".into(),
+                since: Some(Position {
+                    seq: 0,
+                    epoch: "".into()
+                }),
+                limit: 1000
+            }
+        );
+        assert_eq!(
+            Request::parse(r#"{"action":"history","topic":"t"}"#).unwrap().action,
+            Action::History {
+                topic: "t".into(),
+                since: None,
+                limit: DEFAULT_HISTORY_LIMIT
             }
         );
         assert_eq!(
@@ -327,6 +492,25 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert_eq!(reject(r#"{"action":"ping","id":{"x":1}}"#).code, ErrorCode::BadRequest);
+        for bad in [
+            r#"{"action":"subscribe","topic":"t","since":4}"#,
+            r#"{"action":"subscribe","topic":"t","since":{"seq":-1,"epoch":"e"}}"#,
+            r#"{"action":"subscribe","topic":"t","since":{"seq":1.5,"epoch":"e"}}"#,
+            r#"{"action":"subscribe","topic":"t","since":{"seq":"1","epoch":"e"}}"#,
+            r#"{"action":"subscribe","topic":"t","since":{"seq":1}}"#,
+            r#"{"action":"subscribe","topic":"t","since":{"seq":1,"epoch":7}}"#,
+            r#"{"action":"history","topic":"t","since":{"seq":1,"epoch":"e","x":1}}"#,
+            r#"{"action":"history","topic":"t","limit":0}"#,
+            r#"{"action":"history","topic":"t","limit":1001}"#,
+            r#"{"action":"history","topic":"t","limit":"5"}"#,
+        ] {
+            assert_eq!(reject(bad).code, ErrorCode::BadRequest, "{bad}");
+        }
+        let long_epoch = format!(
+            r#"{{"action":"history","topic":"t","since":{{"seq":1,"epoch":"{}"}}}}"#,
+            "e".repeat(65)
+        );
+        assert_eq!(reject(&long_epoch).code, ErrorCode::BadRequest);
     }
 
     #[test]
@@ -335,12 +519,17 @@ mod tests {
         let whoami = Frame::Whoami {
             connection_id: "c".into(),
             user_id: "u".into(),
+            path: None,
             topics: vec!["t".into()],
             id: Some(json!(1)),
         };
         assert_eq!(
             serde_json::to_value(&whoami).unwrap(),
             json!({"action":"whoami","connectionId":"c","userId":"u","topics":["t"],"id":1})
+        );
+        assert_eq!(
+            Frame::Accepted { id: json!("m1") }.to_json(),
+            r#"{"action":"accepted","id":"m1"}"#
         );
         let err = Frame::error(ErrorCode::InvalidTopic, "bad", None);
         assert_eq!(
@@ -352,7 +541,41 @@ mod tests {
             data: json!(1),
             from: None,
             id: Some("m".into()),
+            seq: None,
+            epoch: None,
         };
         assert_eq!(msg.to_json(), r#"{"action":"message","data":1,"id":"m"}"#);
+        let recorded = Frame::Message {
+            topic: Some("t".into()),
+            data: json!(1),
+            from: None,
+            id: Some("m".into()),
+            seq: Some(5),
+            epoch: Some("E".into()),
+        };
+        let subscribed = Frame::Subscribed {
+            topic: "t".into(),
+            seq: Some(5),
+            epoch: Some("E".into()),
+            recovery: Some(Recovery {
+                recovered: true,
+                messages: vec![recorded.clone()],
+                more: false,
+            }),
+            id: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&subscribed).unwrap(),
+            json!({"action":"subscribed","topic":"t","seq":5,"epoch":"E","recovered":true,
+                "messages":[{"action":"message","topic":"t","data":1,"id":"m","seq":5,"epoch":"E"}],"more":false})
+        );
+        let plain = Frame::Subscribed {
+            topic: "t".into(),
+            seq: None,
+            epoch: None,
+            recovery: None,
+            id: Some(json!(2)),
+        };
+        assert_eq!(plain.to_json(), r#"{"action":"subscribed","topic":"t","id":2}"#);
     }
 }

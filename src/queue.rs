@@ -72,12 +72,18 @@ impl Queue for SqsQueue {
     }
 }
 
-/// A FIFO of bodies in memory.
+/// A FIFO of bodies in memory, each with a message id as SQS gives one (kept on redelivery).
 #[derive(Default)]
 pub struct MemoryQueue {
-    bodies: Mutex<VecDeque<String>>,
+    bodies: Mutex<VecDeque<(String, String)>>,
     /// Sends still to fail, for tests of what a failed enqueue does.
     failures: Mutex<usize>,
+    /// In the next send, the body at this index fails and the others are enqueued, as when
+    /// one of SQS's concurrent SendMessage calls fails.
+    partial: Mutex<Option<usize>>,
+    /// The next send never completes, as a stalled endpoint.
+    stall: std::sync::atomic::AtomicBool,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryQueue {
@@ -90,16 +96,43 @@ impl MemoryQueue {
         *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = n;
     }
 
+    /// The next send never completes.
+    pub fn stall_next(&self) {
+        self.stall.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// In the next send, only the body at index `k` fails; the others are enqueued.
+    pub fn fail_body(&self, k: usize) {
+        *self.partial.lock().unwrap_or_else(|p| p.into_inner()) = Some(k);
+    }
+
     /// Takes up to `max` bodies, oldest first.
     pub fn take(&self, max: usize) -> Vec<String> {
+        self.take_messages(max).into_iter().map(|(_, body)| body).collect()
+    }
+
+    /// Takes up to `max` messages (id, body), oldest first.
+    pub fn take_messages(&self, max: usize) -> Vec<(String, String)> {
         let mut bodies = self.bodies.lock().unwrap_or_else(|p| p.into_inner());
         let n = max.min(bodies.len());
         bodies.drain(..n).collect()
     }
 
-    /// Puts bodies back, as SQS makes a failed record visible again.
+    /// Enqueues bodies as new messages.
     pub fn requeue(&self, bodies: impl IntoIterator<Item = String>) {
-        self.bodies.lock().unwrap_or_else(|p| p.into_inner()).extend(bodies);
+        let messages: Vec<(String, String)> = bodies
+            .into_iter()
+            .map(|body| {
+                let n = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (format!("msg-{n}"), body)
+            })
+            .collect();
+        self.requeue_messages(messages);
+    }
+
+    /// Puts messages back with their ids, as SQS makes a failed record visible again.
+    pub fn requeue_messages(&self, messages: impl IntoIterator<Item = (String, String)>) {
+        self.bodies.lock().unwrap_or_else(|p| p.into_inner()).extend(messages);
     }
 
     pub fn len(&self) -> usize {
@@ -113,13 +146,22 @@ impl MemoryQueue {
 
 #[async_trait]
 impl Queue for MemoryQueue {
-    async fn send(&self, bodies: Vec<String>) -> Result<(), QueueError> {
+    async fn send(&self, mut bodies: Vec<String>) -> Result<(), QueueError> {
+        if self.stall.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
         {
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             if *failures > 0 {
                 *failures -= 1;
                 return Err(QueueError("scripted failure".into()));
             }
+        }
+        let partial = self.partial.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(k) = partial.filter(|k| *k < bodies.len()) {
+            bodies.remove(k);
+            self.requeue(bodies);
+            return Err(QueueError(format!("scripted failure of body {k}")));
         }
         self.requeue(bodies);
         Ok(())

@@ -22,12 +22,13 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::auth::valid_user_id;
+use crate::fanout::RecordError;
 use crate::fanout::Report;
 use crate::hub::{now_secs, Hub};
 use crate::protocol::{validate_topic, Frame, MAX_FRAME_BYTES};
-use crate::push::RecordError;
 use crate::store::table::KEY_ATTRIBUTES;
-use crate::store::{Cursor, Group, StoreError, MAX_SEGMENTS};
+use crate::store::{Cursor, Group, StoreError, StreamPos, MAX_SEGMENTS};
+use crate::topics;
 
 pub const VERSION: u32 = 1;
 /// Failed posts are handed on this many times as new jobs; after that the job's record fails
@@ -62,6 +63,17 @@ pub struct Job {
     /// How many times these ids were handed on after failed posts.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,
+    /// The publication's place in its stream, so every shard's frames carry the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// A client `sendmessage` handed to the queue: the sender's user id (the frame's `from`)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// …and its connection, which is not posted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub except: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -133,6 +145,21 @@ impl Job {
             }
             _ => return Err("give cursor or ids, exactly one".into()),
         }
+        match (&self.seq, &self.epoch) {
+            (None, None) => {}
+            (Some(_), Some(epoch)) if epoch.len() <= 64 && !epoch.chars().any(char::is_control) => {
+                if self.topic.is_none() && self.user_id.is_none() {
+                    return Err("a broadcast has no seq".into());
+                }
+            }
+            _ => return Err("give seq and epoch together (an epoch of at most 64 characters)".into()),
+        }
+        if self.from.as_deref().is_some_and(|u| !valid_user_id(u)) {
+            return Err("from must be 1-128 printable characters".into());
+        }
+        if self.except.as_deref().is_some_and(|c| !valid_connection_id(c)) {
+            return Err("except must be 1-128 characters without spaces".into());
+        }
         if self.attempt > MAX_ATTEMPTS {
             return Err(format!("attempt must be at most {MAX_ATTEMPTS}"));
         }
@@ -191,8 +218,43 @@ impl Job {
     }
 }
 
+/// How long a job's claim is kept: SQS's longest message retention (14 days), so no copy of
+/// a job can still be on the queue when its claim expires.
+const CLAIM_TTL_SECONDS: i64 = 14 * 86_400;
+
+/// A job's identity: a hash of its canonical body. A hand-off repeated after a partial failure
+/// enqueues byte-identical bodies, so the copies share it; two different jobs never do (each
+/// cursor and each connection id of a push belongs to exactly one job of it).
+pub fn job_key(job: &Job) -> String {
+    use sha2::{Digest, Sha256};
+    let body = serde_json::to_string(job).unwrap_or_default();
+    let digest = Sha256::digest(body.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Claims `job` for the SQS message `message_id` before it runs: `false` when another message
+/// (a copy enqueued again by a hand-off that failed part-way and was redelivered) holds it,
+/// so the copy is dropped instead of forking the chain. The same message may claim again: that
+/// is SQS redelivering a job that failed. Costs one conditional PutItem per job.
+pub async fn claim(hub: &Hub, job: &Job, message_id: &str) -> Result<bool, RecordError> {
+    let key = job_key(job);
+    let claimed = hub
+        .store
+        .claim_job(&key, message_id, now_secs() + CLAIM_TTL_SECONDS)
+        .await
+        .map_err(|e| RecordError::Incomplete {
+            delivered: 0,
+            failed: 0,
+            store: Some(e),
+        })?;
+    if !claimed {
+        tracing::warn!(job = key, "a copy of this shard job already ran or runs; dropped");
+    }
+    Ok(claimed)
+}
+
 /// The job that starts a sharded push: the whole group, from its start cursors.
-pub fn root(id: &str, group: &Group, data: Value) -> Job {
+pub fn root(id: &str, group: &Group, data: Value, pos: Option<&StreamPos>) -> Job {
     let (topic, user_id) = match group {
         Group::Everyone => (None, None),
         Group::User(u) => (None, Some(u.clone())),
@@ -207,7 +269,67 @@ pub fn root(id: &str, group: &Group, data: Value) -> Job {
         cursor: None,
         ids: None,
         attempt: 0,
+        seq: pos.map(|p| p.seq),
+        epoch: pos.map(|p| p.epoch.clone()),
+        from: None,
+        except: None,
     }
+}
+
+/// What [`client_send`] did with a client's `sendmessage`.
+#[derive(Debug)]
+pub enum ClientSend {
+    /// The whole audience (the sender excluded), small enough to post inline.
+    Small(Vec<String>),
+    /// Larger than `SHARD_THRESHOLD`: handed to the queue as jobs, like any large push.
+    Queued,
+}
+
+/// A client `sendmessage` runs inline only while its audience is small: it is answered within
+/// API Gateway's 29 s integration timeout and never retried, so a large one would deliver
+/// partly in silence. Lists up to `SHARD_THRESHOLD` members; if there are more, enqueues the
+/// listed ones as an ids job and every unread cursor as a cursor job, with the sender as
+/// `from` and left out.
+///
+/// `job` is the push's [`root`] job with the sender in `from` and `except`.
+pub async fn client_send(hub: &Hub, job: Job, deadline: Option<Instant>) -> Result<ClientSend, RecordError> {
+    let group = job.group();
+    let sender = job.except.clone().unwrap_or_default();
+    let sender = sender.as_str();
+    let threshold = hub.config.shard_threshold.max(1);
+    let mut cursors = hub.store.start(&group);
+    let mut ids: Vec<String> = Vec::new();
+    let Some(queue) = &hub.queue else {
+        return Err(RecordError::Enqueue("no push queue is configured".into()));
+    };
+    while ids.len() <= threshold && !cursors.is_empty() {
+        let want = (threshold + 1 - ids.len()).div_ceil(cursors.len()).clamp(1, PAGE_LIMIT);
+        let now = now_secs();
+        let pages = futures::future::join_all(cursors.iter().map(|c| hub.store.page(&group, c, want, now))).await;
+        cursors.clear();
+        for page in pages {
+            let page = page.map_err(|e| incomplete(&Report::default(), 0, Some(e)))?;
+            ids.extend(page.ids.into_iter().filter(|c| c != sender));
+            cursors.extend(page.next);
+        }
+    }
+    if cursors.is_empty() && ids.len() <= threshold {
+        return Ok(ClientSend::Small(ids));
+    }
+    let mut bodies = if ids.is_empty() {
+        Vec::new()
+    } else {
+        job.with_ids(ids, 0)
+    };
+    bodies.extend(
+        cursors
+            .into_iter()
+            .map(|c| serde_json::to_string(&job.with_cursor(c)).unwrap_or_default()),
+    );
+    bounded(deadline, queue.send(bodies))
+        .await
+        .map_err(|e| RecordError::Enqueue(e.to_string()))?;
+    Ok(ClientSend::Queued)
 }
 
 /// Delivers a push to `group` through the queue when it is large: see the module docs.
@@ -217,9 +339,10 @@ pub async fn deliver_push(
     id: &str,
     group: Group,
     data: Value,
+    pos: Option<&StreamPos>,
     deadline: Option<Instant>,
 ) -> Result<(), RecordError> {
-    let job = root(id, &group, data);
+    let job = root(id, &group, data, pos);
     let cursors = hub.store.start(&group);
     run(hub, endpoint, &job, cursors, Vec::new(), deadline).await
 }
@@ -239,11 +362,15 @@ async fn run(
     mut ids: Vec<String>,
     deadline: Option<Instant>,
 ) -> Result<(), RecordError> {
+    // A user's pushes are the stream `user:<id>`, and their frames say so.
+    let topic = (job.topic.clone()).or_else(|| job.user_id.as_deref().map(topics::user_stream));
     let frame = Frame::Message {
-        topic: job.topic.clone(),
+        topic,
         data: job.data.clone(),
-        from: None,
+        from: job.from.clone(),
         id: Some(job.id.clone()),
+        seq: job.seq,
+        epoch: job.epoch.clone(),
     }
     .to_json();
     if frame.len() > MAX_FRAME_BYTES {
@@ -251,7 +378,10 @@ async fn run(
     }
     let group = job.group();
     let threshold = hub.config.shard_threshold.max(1);
-    let fanout = hub.fanout(deadline);
+    // Posts stop HANDOFF_BUDGET before the deadline, so handing on what was not delivered fits
+    // before it too; the hand-offs themselves are cut off at the deadline.
+    let post_deadline = deadline.map(|d| d.checked_sub(HANDOFF_BUDGET).unwrap_or(d).max(Instant::now().min(d)));
+    let fanout = hub.fanout(post_deadline);
     let mut total = Report::default();
     loop {
         // 1. List up to the threshold, one page per cursor at a time (segments in parallel).
@@ -265,7 +395,7 @@ async fn run(
                 // Nothing was posted or enqueued yet with a queue (listing comes first), so a
                 // redelivery repeats nothing; without one, the record fails as any failed push.
                 let page = page.map_err(|e| incomplete(&total, 0, Some(e)))?;
-                ids.extend(page.ids);
+                ids.extend(page.ids.into_iter().filter(|c| job.except.as_ref() != Some(c)));
                 cursors.extend(page.next);
             }
         }
@@ -276,13 +406,14 @@ async fn run(
                 .map(|c| serde_json::to_string(&job.with_cursor(c)).unwrap_or_default())
                 .collect();
             let jobs = bodies.len();
-            if let Err(e) = queue.send(bodies).await {
+            if let Err(e) = bounded(deadline, queue.send(bodies)).await {
                 tracing::error!(error = %e, "could not enqueue the rest of the audience");
                 // Before anything was posted a redelivery repeats nothing; after, it is the
                 // reported failure that duplicates may follow.
                 return Err(RecordError::Enqueue(e.to_string()));
             }
             tracing::info!(jobs, "rest of the audience handed to the queue");
+            crate::metrics::add(crate::metrics::Metric::ShardHandOffs, jobs as u64);
         }
         // 3. Post what was listed.
         let batch = std::mem::take(&mut ids);
@@ -310,10 +441,12 @@ async fn run(
             if !leftover.failed.is_empty() {
                 bodies.extend(job.with_ids(leftover.failed.clone(), retry_attempt));
             }
-            queue.send(bodies).await.map_err(|e| {
+            let jobs = bodies.len();
+            bounded(deadline, queue.send(bodies)).await.map_err(|e| {
                 tracing::error!(error = %e, "could not hand on undelivered connections");
                 RecordError::Enqueue(e.to_string())
             })?;
+            crate::metrics::add(crate::metrics::Metric::ShardHandOffs, jobs as u64);
             tracing::info!(
                 unsent = leftover.unsent.len(),
                 failed = leftover.failed.len(),
@@ -337,6 +470,23 @@ async fn run(
         "pushed"
     );
     Ok(())
+}
+
+/// Time kept for the hand-off after posting: one SQS SendMessage attempt (3 s, [`crate::queue`]).
+const HANDOFF_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A hand-off that cannot finish by the deadline fails (the record is redelivered, and the
+/// job claims make the repeated hand-off harmless) instead of outliving the invocation.
+async fn bounded(
+    deadline: Option<Instant>,
+    send: impl std::future::Future<Output = Result<(), crate::queue::QueueError>>,
+) -> Result<(), crate::queue::QueueError> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, send)
+            .await
+            .unwrap_or_else(|_| Err(crate::queue::QueueError("cut off at the invocation's deadline".into()))),
+        None => send.await,
+    }
 }
 
 fn incomplete(report: &Report, unsent: usize, store: Option<StoreError>) -> RecordError {
@@ -379,6 +529,7 @@ mod tests {
                 user_id: format!("u{}", i % 3),
                 connected_at: 0,
                 source_ip: None,
+                path: None,
                 ttl: i64::MAX,
             };
             store.put_connection(&c).await.unwrap();
@@ -427,6 +578,19 @@ mod tests {
 
     /// One invocation on these records; returns the bodies it reported as failed.
     async fn invoke(hub: &Hub, records: Vec<(String, String)>, deadline: Option<Instant>) -> Vec<String> {
+        invoke_messages(hub, records, deadline)
+            .await
+            .into_iter()
+            .map(|(_, body)| body)
+            .collect()
+    }
+
+    /// As [`invoke`], returning the failed records with their message ids.
+    async fn invoke_messages(
+        hub: &Hub,
+        records: Vec<(String, String)>,
+        deadline: Option<Instant>,
+    ) -> Vec<(String, String)> {
         let response = crate::push::handle(hub, &batch(&records), deadline).await.unwrap();
         let failed: Vec<&str> = response
             .batch_item_failures
@@ -436,7 +600,6 @@ mod tests {
         records
             .into_iter()
             .filter(|(id, _)| failed.contains(&id.as_str()))
-            .map(|(_, body)| body)
             .collect()
     }
 
@@ -445,29 +608,21 @@ mod tests {
     /// deadline already past. Failed records go back on the queue.
     async fn drain(s: &Setup, m: usize) -> usize {
         let mut round = 0;
-        let mut seq = 0;
         while !s.queue.is_empty() {
             round += 1;
             assert!(round < 1000, "the queue never drains");
             let mut invocations = Vec::new();
             for i in 0..m {
-                let records: Vec<(String, String)> = s
-                    .queue
-                    .take(2)
-                    .into_iter()
-                    .map(|body| {
-                        seq += 1;
-                        (format!("job-{seq}"), body)
-                    })
-                    .collect();
+                let records = s.queue.take_messages(2);
                 if records.is_empty() {
                     break;
                 }
                 let deadline = (round % 3 == 0 && i == 0).then(Instant::now);
-                invocations.push(invoke(&s.hub, records, deadline));
+                invocations.push(invoke_messages(&s.hub, records, deadline));
             }
+            // SQS redelivers a failed record under its own message id.
             for failed in futures::future::join_all(invocations).await {
-                s.queue.requeue(failed);
+                s.queue.requeue_messages(failed);
             }
         }
         round
@@ -555,7 +710,8 @@ mod tests {
     #[tokio::test]
     async fn without_a_queue_a_job_is_delivered_in_full_by_one_invocation() {
         let s = setup(200, 30, false).await;
-        let job = serde_json::to_string(&root("p", &Group::Everyone, json!(2)).with_cursor(Cursor::default())).unwrap();
+        let job =
+            serde_json::to_string(&root("p", &Group::Everyone, json!(2), None).with_cursor(Cursor::default())).unwrap();
         let failed = invoke(&s.hub, vec![("j".into(), job.clone())], None).await;
         assert!(failed.is_empty());
         let got = received(&s.notifier);
@@ -582,6 +738,74 @@ mod tests {
         let got = received(&s.notifier);
         assert_eq!(got.len(), 100);
         assert!(got.values().all(|f| f.len() == 1));
+    }
+
+    /// Issue 11 item 8: the root enqueues one cursor job per Scan segment; when the k-th send
+    /// fails the others are on the queue already, and the redelivered push enqueues them all
+    /// again. Each copy must not start a chain of its own: everyone still gets the push once.
+    #[tokio::test]
+    async fn a_hand_off_failing_at_the_kth_send_does_not_fork_the_chain() {
+        for k in 0..4 {
+            let s = setup(600, 40, true).await;
+            s.queue.fail_body(k);
+            let push = ("push-1".to_string(), r#"{"data":{"n":1}}"#.to_string());
+            let failed = invoke_messages(&s.hub, vec![push.clone()], None).await;
+            assert_eq!(failed, std::slice::from_ref(&push), "k={k}: the record fails");
+            assert_eq!(s.queue.len(), 3, "k={k}: the other jobs went anyway");
+            assert!(
+                s.notifier.sent().is_empty(),
+                "k={k}: nothing posted before the hand-off"
+            );
+            // Some of the jobs run before SQS redelivers the push.
+            let early = s.queue.take_messages(2);
+            s.queue.requeue_messages(invoke_messages(&s.hub, early, None).await);
+            s.queue.requeue_messages([push]);
+            drain(&s, 3).await;
+            let got = received(&s.notifier);
+            assert_eq!(got.len(), 600, "k={k}");
+            for (id, frames) in &got {
+                assert_eq!(frames.len(), 1, "k={k}: {id} got the push {} times", frames.len());
+            }
+        }
+    }
+
+    /// Issue 11 item 9: a hand-off to a queue that never answers must not hold the invocation
+    /// past its deadline: the record fails by then (paused time: the test itself is instant).
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_hand_off_fails_the_record_by_the_deadline() {
+        let s = setup(600, 40, true).await;
+        s.queue.stall_next();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let body = r#"{"data":"x"}"#.to_string();
+        let failed = tokio::time::timeout(
+            Duration::from_secs(60),
+            invoke(&s.hub, vec![("p".into(), body.clone())], Some(deadline)),
+        )
+        .await
+        .expect("the invocation ends");
+        assert!(Instant::now() <= deadline, "returned after the deadline");
+        assert_eq!(failed, [body], "the record is reported failed, to be redelivered");
+    }
+
+    #[test]
+    fn copies_of_a_job_share_its_key_and_other_jobs_do_not() {
+        let job = root("m", &Group::Everyone, json!(1), None);
+        let a = job.with_cursor(Cursor::default());
+        let copy = Job::from_body(&serde_json::to_string(&a).unwrap()).unwrap().unwrap();
+        assert_eq!(job_key(&a), job_key(&copy));
+        let other_segment = job.with_cursor(Cursor {
+            segment: Some(crate::store::Segment { index: 1, total: 4 }),
+            after: None,
+        });
+        assert_ne!(job_key(&a), job_key(&other_segment));
+        let retry = &job.with_ids(vec!["c1".into()], 1)[0];
+        let first = &job.with_ids(vec!["c1".into()], 0)[0];
+        let (retry, first) = (
+            Job::from_body(retry).unwrap().unwrap(),
+            Job::from_body(first).unwrap().unwrap(),
+        );
+        assert_ne!(job_key(&retry), job_key(&first), "each attempt is a job of its own");
+        assert_eq!(job_key(&a).len(), 32);
     }
 
     #[tokio::test]
@@ -676,7 +900,7 @@ mod tests {
 
     #[test]
     fn handed_on_ids_are_split_under_the_message_size() {
-        let job = root("m", &Group::Everyone, json!("x".repeat(100_000)));
+        let job = root("m", &Group::Everyone, json!("x".repeat(100_000)), None);
         let ids: Vec<String> = (0..3000).map(|i| format!("{i:0>100}")).collect();
         let bodies = job.with_ids(ids.clone(), 1);
         assert!(bodies.len() > 1);

@@ -11,6 +11,18 @@
 
 use crate::protocol::validate_topic;
 
+/// The topic name of a user's private stream is this prefix and the user id.
+pub const USER_STREAM_PREFIX: &str = "user:";
+
+pub fn user_stream(user_id: &str) -> String {
+    format!("{USER_STREAM_PREFIX}{user_id}")
+}
+
+/// The user whose private stream `topic` names, if it names one.
+pub fn user_of_stream(topic: &str) -> Option<&str> {
+    topic.strip_prefix(USER_STREAM_PREFIX)
+}
+
 /// Most patterns one grant may carry; authorizer context values share an 8 KB budget.
 pub const MAX_PATTERNS: usize = 32;
 
@@ -67,13 +79,14 @@ pub enum TopicAccess {
 
 impl TopicAccess {
     /// Whether `user_id`, holding `granted` patterns, may use `topic`.
+    /// A user's own stream `user:<id>` is theirs alone in every mode, open included.
     pub fn allows(&self, user_id: Option<&str>, granted: &[Pattern], topic: &str) -> bool {
+        if let Some(owner) = user_of_stream(topic) {
+            return user_id == Some(owner);
+        }
         match self {
             TopicAccess::Open => true,
-            TopicAccess::Restricted { public } => {
-                user_id.is_some_and(|u| topic.strip_prefix("user:") == Some(u))
-                    || public.iter().chain(granted).any(|p| p.matches(topic))
-            }
+            TopicAccess::Restricted { public } => public.iter().chain(granted).any(|p| p.matches(topic)),
         }
     }
 }
@@ -109,5 +122,11 @@ mod tests {
         assert!(access.allows(Some("alice"), &granted, "team-7/plans"));
         assert!(!access.allows(None, &[], "user:"));
         assert!(TopicAccess::Open.allows(None, &[], "anything"));
+        // A user stream is private in the open mode too, and no grant opens another's.
+        assert!(TopicAccess::Open.allows(Some("alice"), &[], "user:alice"));
+        assert!(!TopicAccess::Open.allows(Some("alice"), &[], "user:bob"));
+        assert!(!TopicAccess::Open.allows(None, &[], "user:bob"));
+        let everything = parse_list(["*"]);
+        assert!(!access.allows(Some("alice"), &everything, "user:bob"));
     }
 }

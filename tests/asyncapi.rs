@@ -18,7 +18,7 @@ use wshub::store::memory::MemoryStore;
 use wshub::{Config, Hub};
 
 /// Every error code. The match makes a new variant a compile error here until it is listed.
-const ERROR_CODES: [ErrorCode; 11] = [
+const ERROR_CODES: [ErrorCode; 12] = [
     ErrorCode::BadJson,
     ErrorCode::MissingAction,
     ErrorCode::UnknownAction,
@@ -28,6 +28,7 @@ const ERROR_CODES: [ErrorCode; 11] = [
     ErrorCode::ForbiddenTopic,
     ErrorCode::PayloadTooLarge,
     ErrorCode::NotConnected,
+    ErrorCode::RateLimited,
     ErrorCode::TooManyTopics,
     ErrorCode::Internal,
 ];
@@ -43,6 +44,7 @@ fn wire_name(code: ErrorCode) -> String {
         | ErrorCode::ForbiddenTopic
         | ErrorCode::PayloadTooLarge
         | ErrorCode::NotConnected
+        | ErrorCode::RateLimited
         | ErrorCode::TooManyTopics
         | ErrorCode::Internal => serde_json::to_value(code).unwrap().as_str().unwrap().to_owned(),
     }
@@ -162,6 +164,31 @@ fn request_schemas_accept_exactly_what_the_parser_accepts() {
 }
 
 #[test]
+fn the_forwarded_request_schema_accepts_exactly_what_is_forwarded() {
+    let d = document();
+    let schema = &d.requests["forwarded"].validator;
+    let config = wshub::forward::ForwardConfig {
+        actions: wshub::forward::parse_actions("order.*,job").unwrap(),
+        bus: "b".into(),
+    };
+    for body in [
+        json!({"action": "job"}),
+        json!({"action": "job", "id": 1, "data": {"x": 1}}),
+        json!({"action": "order.create", "data": null}),
+        json!({"action": "job", "token": "t"}),
+        json!({"action": "job", "message": "m"}),
+    ] {
+        let forwarded = wshub::forward::parse_frame(&body.to_string(), &config, &None);
+        assert_eq!(schema.is_valid(&body), forwarded.is_some_and(|f| f.is_ok()), "{body}");
+    }
+    // The hub's own actions are never forwarded, and the schema says so.
+    for action in ACTIONS {
+        assert!(!schema.is_valid(&json!({"action": action})), "{action}");
+        assert!(wshub::forward::parse_actions(action).is_err());
+    }
+}
+
+#[test]
 fn every_example_matches_its_message() {
     let d = document();
     for message in d.requests.values().chain(d.frames.values()) {
@@ -237,15 +264,22 @@ impl Fixture {
         let reply = asyncapi::reply_frame(&wshub::handle(&self.hub, e, None).await.unwrap());
         let key = assert_frame(&reply);
         let parsed = Request::parse(body);
+        let forwarded = self
+            .hub
+            .config
+            .forward
+            .as_ref()
+            .is_some_and(|c| wshub::forward::parse_frame(body, c, &None).is_some_and(|f| f.is_ok()));
         let operation = match &parsed {
             Ok(_) => serde_json::from_str::<Value>(body).unwrap()["action"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
+            Err(_) if forwarded => "forward".to_owned(),
             Err(_) => "unrecognized".to_owned(),
         };
         let (request, replies) = &d.operations[&operation];
-        if parsed.is_ok() {
+        if parsed.is_ok() || forwarded {
             asyncapi::check(&d.requests[request], &serde_json::from_str(body).unwrap());
         }
         assert!(
@@ -302,6 +336,25 @@ async fn the_handlers_produce_every_message_and_error_code_of_the_document() {
         (sent["recipients"].as_u64(), sent["failed"].as_u64()),
         (Some(0), Some(1))
     );
+    // Recovery: B subscribes again from before A's two messages and gets both back.
+    let recovered = f
+        .request(
+            s,
+            "B",
+            &json!({"action": "subscribe", "topic": "news", "since": {"seq": 0, "epoch": sent["epoch"]}}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (recovered["recovered"].as_bool(), recovered["seq"].as_u64()),
+        (Some(true), Some(2))
+    );
+    let page = f
+        .request(s, "B", r#"{"action":"history","topic":"news","limit":1}"#)
+        .await;
+    assert_eq!(
+        (page["action"].as_str(), page["more"].as_bool()),
+        (Some("history"), Some(true))
+    );
     let unsubscribed = f.request(s, "A", r#"{"action":"unsubscribe","topic":"news"}"#).await;
     assert_eq!(unsubscribed["action"], "unsubscribed");
 
@@ -328,6 +381,22 @@ async fn the_handlers_produce_every_message_and_error_code_of_the_document() {
         "not_connected"
     );
 
+    // A forwarded action: accepted once on the bus, `internal` when the put fails.
+    let bus = Arc::new(wshub::forward::MemoryBus::new());
+    let forwarding = fixture(&[("FORWARD_ACTIONS", "order.*"), ("FORWARD_EVENT_BUS", "b")]);
+    let forwarding = Fixture {
+        hub: forwarding.hub.with_events(bus.clone()),
+        notifier: forwarding.notifier,
+    };
+    forwarding.connect("A", "alice").await;
+    let body = r#"{"action":"order.create","id":"o-1","data":{"n":1}}"#;
+    assert_eq!(
+        forwarding.request(s, "A", body).await,
+        json!({"action": "accepted", "id": "o-1"})
+    );
+    bus.set_failing(true);
+    assert_eq!(forwarding.request(s, "A", body).await["code"], "internal");
+
     let restricted = fixture(&[("TOPIC_ACCESS", "restricted")]);
     restricted.connect("A", "alice").await;
     let reply = restricted
@@ -335,6 +404,11 @@ async fn the_handlers_produce_every_message_and_error_code_of_the_document() {
         .await;
     assert_eq!(reply["code"], "forbidden_topic");
 
+    let limited = fixture(&[("SEND_RATE_PER_SECOND", "1"), ("SEND_RATE_BURST", "1")]);
+    limited.connect("A", "alice").await;
+    let send = r#"{"action":"sendmessage","topic":"t","data":1}"#;
+    limited.request(s, "A", send).await;
+    assert_eq!(limited.request(s, "A", send).await["code"], "rate_limited");
     let capped = fixture(&[("MAX_TOPICS_PER_CONNECTION", "1")]);
     capped.connect("A", "alice").await;
     assert_eq!(

@@ -34,6 +34,7 @@ async fn connect(store: &DynamoStore, id: &str, user: &str, topic: Option<&str>)
         user_id: user.into(),
         connected_at: 1_795_244_400_000,
         source_ip: None,
+        path: None,
         ttl: TTL,
     };
     store.put_connection(&connection).await.unwrap();

@@ -159,17 +159,21 @@ async fn route_events_reply_with_frames() {
         reply(&f.send(event("ping.json")).await),
         json!({"action": "pong", "id": 1})
     );
+    // A new stream: seq 0 in a fresh epoch.
+    let subscribed = reply(&f.send(event("subscribe.json")).await);
     assert_eq!(
-        reply(&f.send(event("subscribe.json")).await),
-        json!({"action": "subscribed", "topic": "news", "id": "s1"})
+        subscribed,
+        json!({"action": "subscribed", "topic": "news", "id": "s1", "seq": 0, "epoch": subscribed["epoch"]})
     );
+    assert!(subscribed["epoch"].as_str().is_some_and(|e| e.len() == 8));
     assert_eq!(
         reply(&f.send(event("whoami.json")).await),
         json!({"action": "whoami", "connectionId": "Tq8ZsdsyIAMCJyA=", "userId": "alice", "topics": ["news"]})
     );
+    let sent = reply(&f.send(event("sendmessage.json")).await);
     assert_eq!(
-        reply(&f.send(event("sendmessage.json")).await),
-        json!({"action": "sent", "topic": "news", "recipients": 0})
+        sent,
+        json!({"action": "sent", "topic": "news", "recipients": 0, "seq": 1, "epoch": subscribed["epoch"]})
     );
     assert_eq!(
         reply(&f.send(event("unsubscribe.json")).await),
@@ -216,11 +220,14 @@ async fn sendmessage_reaches_subscribers_but_not_the_sender() {
         .await;
     assert_eq!(
         sent,
-        json!({"action": "sent", "topic": "room", "recipients": 1, "id": 9})
+        json!({"action": "sent", "topic": "room", "recipients": 1, "id": 9, "seq": 1, "epoch": sent["epoch"]})
     );
     assert_eq!(
         memory_pushes(&f.notifier, "B"),
-        vec![json!({"action": "message", "topic": "room", "data": "hi", "from": "alice", "id": "Tq8bLcnjoAMCJyA="})]
+        vec![
+            json!({"action": "message", "topic": "room", "data": "hi", "from": "alice", "id": "Tq8bLcnjoAMCJyA=",
+            "seq": 1, "epoch": sent["epoch"]})
+        ]
     );
     assert!(memory_pushes(&f.notifier, "A").is_empty() && memory_pushes(&f.notifier, "C").is_empty());
 }
@@ -302,10 +309,11 @@ async fn sqs_pushes_reach_their_audience() {
             json!({"text": "maintenance at 22:00"})
         ]
     );
-    // The push frame carries the topic and the SQS messageId.
+    // The push frame carries the topic, the SQS messageId and its place in the topic's stream.
+    let frame = &memory_pushes(&f.notifier, "B")[0];
     assert_eq!(
-        memory_pushes(&f.notifier, "B")[0],
-        json!({"action": "message", "topic": "news", "data": {"headline": "wshub 0.1"}, "id": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d72"})
+        frame,
+        &json!({"action": "message", "topic": "news", "data": {"headline": "wshub 0.1"}, "id": "0e5c8a3b-7f3e-4c1a-9d2b-6a1f0c9e8d72", "seq": 1, "epoch": frame["epoch"]})
     );
 }
 
@@ -440,13 +448,13 @@ async fn eventbridge_events_push_with_the_event_id() {
     let direct = f.send(event("eventbridge-topic.json")).await;
     assert_eq!(
         direct,
-        json!({"id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "delivered": 1, "gone": 0})
+        json!({"id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "delivered": 1, "gone": 0, "seq": 1, "epoch": direct["epoch"]})
     );
     assert_eq!(
         f.notifier.frames_for("B"),
         [
             json!({"action": "message", "topic": "news", "data": {"order": "o-1001", "status": "shipped"},
-            "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718"})
+            "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "seq": 1, "epoch": direct["epoch"]})
         ]
     );
     // The queue as the target: the SQS body is the whole event.
@@ -454,11 +462,12 @@ async fn eventbridge_events_push_with_the_event_id() {
         f.send(event("sqs-eventbridge.json")).await,
         json!({"batchItemFailures": []})
     );
+    let frames = f.notifier.frames_for("A");
     assert_eq!(
-        f.notifier.frames_for("A"),
+        frames,
         [
-            json!({"action": "message", "data": {"export": "e-77", "status": "ready"},
-            "id": "1f2d3c4b-5a69-4788-97a6-b5c4d3e2f1a0"})
+            json!({"action": "message", "topic": "user:alice", "data": {"export": "e-77", "status": "ready"},
+            "id": "1f2d3c4b-5a69-4788-97a6-b5c4d3e2f1a0", "seq": 1, "epoch": frames[0]["epoch"]})
         ]
     );
     // An event without an id (sent by hand) falls back to the SQS messageId.
@@ -593,4 +602,191 @@ async fn online_status_fails_closed_without_auth_configuration() {
     assert_eq!(http_reply(&r, 403)["code"], "forbidden");
     let r = f.send(event("http-online-no-token-deny.json")).await;
     assert_eq!(http_reply(&r, 401)["code"], "missing_credentials");
+}
+
+/// Issue 11 item 10: each connection may send `SEND_RATE_PER_SECOND` messages a second after a
+/// burst of `SEND_RATE_BURST`; beyond it `rate_limited`, and nothing is posted. The bucket is
+/// the sender's own (the exact token arithmetic is in the store contract, on both backends).
+#[tokio::test]
+async fn sendmessage_beyond_the_rate_limit_is_refused() {
+    let f = fixture_with(&[("SEND_RATE_PER_SECOND", "1"), ("SEND_RATE_BURST", "2")]);
+    f.connect("A", "alice").await;
+    f.connect("B", "bob").await;
+    f.message("B", "bob", json!({"action": "subscribe", "topic": "room"}))
+        .await;
+    let send = || json!({"action": "sendmessage", "topic": "room", "data": "hi"});
+    assert_eq!(f.message("A", "alice", send()).await["recipients"], 1);
+    assert_eq!(f.message("A", "alice", send()).await["recipients"], 1);
+    let refused = f.message("A", "alice", send()).await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    assert_eq!(memory_pushes(&f.notifier, "B").len(), 2);
+    // Another connection has a bucket of its own.
+    assert_eq!(f.message("B", "bob", send()).await["recipients"], 0);
+}
+
+/// Issue 11 item 10: with a push queue, a `sendmessage` whose audience exceeds `SHARD_THRESHOLD`
+/// is handed to the queue like any push (`sent` says `queued: true`) and every subscriber but
+/// the sender gets it once, from the queue's invocations, with `from` and the message's id; a
+/// small audience is still posted inline and counted.
+#[tokio::test]
+async fn a_large_sendmessage_goes_to_the_push_queue() {
+    let mut f = fixture_with(&[("SHARD_THRESHOLD", "3")]);
+    let queue = Arc::new(wshub::queue::MemoryQueue::new());
+    f.hub = Hub::new(f.hub.config.clone(), f.store.clone(), f.notifier.clone()).with_queue(queue.clone());
+    let ids: Vec<String> = (0..8).map(|i| format!("C{i}")).collect();
+    for id in &ids {
+        f.connect(id, "u").await;
+        f.message(id, "u", json!({"action": "subscribe", "topic": "big"})).await;
+    }
+    f.connect("S", "sam").await;
+    f.message("S", "sam", json!({"action": "subscribe", "topic": "big"}))
+        .await;
+    f.message("C0", "u", json!({"action": "subscribe", "topic": "small"}))
+        .await;
+    let sent = f
+        .message(
+            "S",
+            "sam",
+            json!({"action": "sendmessage", "topic": "big", "data": "hi", "id": 1}),
+        )
+        .await;
+    // Recorded before it was queued: seq 1 of the topic's stream, carried by every shard job.
+    assert_eq!(
+        sent,
+        json!({"action": "sent", "topic": "big", "recipients": 0, "queued": true, "id": 1, "seq": 1, "epoch": sent["epoch"]})
+    );
+    assert!(f.notifier.sent().is_empty(), "nothing posted inline");
+    let mut n = 0;
+    while !queue.is_empty() {
+        n += 1;
+        assert!(n < 100, "the queue never drains");
+        let batch: Vec<(String, Value)> = queue
+            .take_messages(10)
+            .into_iter()
+            .map(|(id, body)| (id, serde_json::from_str(&body).unwrap()))
+            .collect();
+        let batch: Vec<(&str, Value)> = batch.iter().map(|(id, b)| (id.as_str(), b.clone())).collect();
+        let response = f.send(common::sqs_batch(&batch)).await;
+        assert_eq!(response, json!({"batchItemFailures": []}));
+    }
+    for id in &ids {
+        let frames = memory_pushes(&f.notifier, id);
+        assert_eq!(frames.len(), 1, "{id}: {frames:?}");
+        assert_eq!(
+            frames[0],
+            json!({"action": "message", "topic": "big", "data": "hi", "from": "sam", "id": "Tq8bLcnjoAMCJyA=",
+                "seq": 1, "epoch": sent["epoch"]})
+        );
+    }
+    assert!(memory_pushes(&f.notifier, "S").is_empty(), "not to the sender");
+    let small = f
+        .message(
+            "S",
+            "sam",
+            json!({"action": "sendmessage", "topic": "small", "data": 2}),
+        )
+        .await;
+    assert_eq!(
+        small,
+        json!({"action": "sent", "topic": "small", "recipients": 1, "seq": 1, "epoch": small["epoch"]})
+    );
+    assert!(queue.is_empty());
+}
+
+// Issue 15: client actions forwarded to the backend, and URL paths on connections.
+
+#[tokio::test]
+async fn a_forwarded_action_is_put_on_the_bus_and_accepted() {
+    let f = fixture_with(&[("FORWARD_ACTIONS", "order.*,job"), ("FORWARD_EVENT_BUS", "orders-bus")]);
+    let bus = Arc::new(wshub::forward::MemoryBus::new());
+    let f = Fixture {
+        hub: f.hub.with_events(bus.clone()),
+        ..f
+    };
+    f.connect("A", "alice").await;
+    let reply = f
+        .message(
+            "A",
+            "alice",
+            json!({"action": "order.create", "id": 7, "data": {"sku": "A-42"}}),
+        )
+        .await;
+    assert_eq!(reply, json!({"action": "accepted", "id": 7}));
+    // Without an id, API Gateway's message id correlates the reply with the event.
+    let reply = f.message("A", "alice", json!({"action": "job"})).await;
+    assert_eq!(reply, json!({"action": "accepted", "id": "Tq8bLcnjoAMCJyA="}));
+    let events = bus.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].0, "orders-bus");
+    let detail = serde_json::to_value(&events[0].1).unwrap();
+    assert_eq!(
+        detail,
+        json!({"connectionId": "A", "userId": "alice", "action": "order.create",
+               "data": {"sku": "A-42"}, "id": 7, "requestTime": 1_795_244_405_321_i64})
+    );
+    assert_eq!(serde_json::to_value(&events[1].1).unwrap()["data"], Value::Null);
+    // Nothing but action, id and data: a token in the frame is refused, not forwarded.
+    let reply = f
+        .message("A", "alice", json!({"action": "job", "token": "secret"}))
+        .await;
+    assert_eq!(reply["code"], "bad_request");
+    // Not listed, or built in: unchanged.
+    assert_eq!(
+        f.message("A", "alice", json!({"action": "jobs"})).await["code"],
+        "unknown_action"
+    );
+    assert_eq!(
+        f.message("A", "alice", json!({"action": "ping"})).await["action"],
+        "pong"
+    );
+    assert_eq!(bus.events().len(), 2);
+    // A failed put is an error frame with the id, never a silent drop.
+    bus.set_failing(true);
+    let reply = f.message("A", "alice", json!({"action": "job", "id": "j"})).await;
+    assert_eq!(
+        (reply["code"].as_str(), reply["id"].as_str()),
+        (Some("internal"), Some("j"))
+    );
+}
+
+#[tokio::test]
+async fn without_forward_actions_unknown_actions_are_refused() {
+    let f = fixture();
+    f.connect("A", "alice").await;
+    assert_eq!(
+        f.message("A", "alice", json!({"action": "job"})).await["code"],
+        "unknown_action"
+    );
+    // Built-in names cannot be configured for forwarding at all.
+    let mut params = env_params();
+    params.insert("FORWARD_ACTIONS".into(), json!("whoami"));
+    params.insert("FORWARD_EVENT_BUS".into(), json!("b"));
+    let err = Config::from_lookup(|name| params.get(name).and_then(Value::as_str).map(str::to_owned)).unwrap_err();
+    assert!(err.to_string().contains("built-in"), "{err}");
+}
+
+#[tokio::test]
+async fn the_url_path_goes_from_the_authorizer_to_connect_and_whoami() {
+    let f = fixture();
+    let mut e = event("authorizer-token-header.json");
+    e["headers"]["x-wshub-path"] = json!("/ocpp/CP001");
+    let verdict = f.send(e.clone()).await;
+    assert_eq!(effect(&verdict).0, "Allow");
+    assert_eq!(verdict["context"]["path"], "/ocpp/CP001");
+    e["headers"]["x-wshub-path"] = json!("/has space");
+    assert_eq!(effect(&f.send(e).await).0, "Deny");
+
+    // API Gateway hands the authorizer's context to $connect and every later route.
+    let mut connect = event("connect.json");
+    connect["requestContext"]["connectionId"] = json!("P");
+    connect["requestContext"]["authorizer"] = verdict["context"].clone();
+    assert_eq!(f.send(connect).await["statusCode"], 200);
+    let stored = f.store.get_connection("P", 0).await.unwrap().unwrap();
+    assert_eq!(stored.connection.path.as_deref(), Some("/ocpp/CP001"));
+    let me = f.message("P", "alice", json!({"action": "whoami"})).await;
+    assert_eq!(me["path"], "/ocpp/CP001");
+    // Without a path, none is stored or shown.
+    f.connect("Q", "bob").await;
+    let me = f.message("Q", "bob", json!({"action": "whoami"})).await;
+    assert!(me.get("path").is_none(), "{me}");
 }

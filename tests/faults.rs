@@ -47,6 +47,7 @@ async fn register(store: &dyn ConnectionStore, id: &str, user: &str, topics: &[&
         user_id: user.into(),
         connected_at: 0,
         source_ip: None,
+        path: None,
         ttl: epoch() + 600,
     };
     store.put_connection(&c).await.unwrap();
@@ -360,4 +361,34 @@ async fn routes_answer_an_error_frame_while_dynamodb_is_unreachable() {
         assert_eq!(frame["code"], "internal", "{frame}");
         assert_eq!(frame["message"], "temporary failure; retry");
     }
+}
+
+/// Issue 11 item 9, with the production timeouts (a 5 s attempt, the default retry policy) and
+/// a real deadline: a post to an endpoint that never answers is cut off at the deadline, no
+/// retry starts that could not finish before it, and the handler returns before Lambda's
+/// deadline with the undelivered record reported failed (never silently lost).
+#[tokio::test]
+async fn a_stalled_endpoint_cannot_hold_an_invocation_past_its_deadline() {
+    let fake = FakeConnections::default();
+    fake.script("stalled", &[0]);
+    let endpoint = fake.start().await;
+    let store = Arc::new(MemoryStore::new());
+    let notifier = ApiGatewayNotifier::new(sdk_config().await);
+    let hub = Hub::new(config(&endpoint, "t"), store.clone(), Arc::new(notifier));
+    register(store.as_ref(), "stalled", "sam", &[]).await;
+    register(store.as_ref(), "fine", "fay", &[]).await;
+    let batch = sqs_batch(&[
+        ("to-sam", json!({"userId": "sam", "data": 1})),
+        ("to-fay", json!({"userId": "fay", "data": 2})),
+    ]);
+    // As src/main.rs: Lambda's deadline less a 1 s margin to report in.
+    let lambda_deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let deadline = lambda_deadline - Duration::from_secs(1);
+    let response = wshub::handle(&hub, batch, Some(deadline)).await.unwrap();
+    assert!(
+        tokio::time::Instant::now() < lambda_deadline,
+        "the handler outlived Lambda's deadline"
+    );
+    assert_eq!(response, json!({"batchItemFailures": [{"itemIdentifier": "to-sam"}]}));
+    assert_eq!(fake.frames_for("fine").len(), 1);
 }

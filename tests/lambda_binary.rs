@@ -161,6 +161,7 @@ async fn every_sample_event_through_the_lambda_binary() {
         .env("APIGW_MANAGEMENT_ENDPOINT", &endpoint)
         .env("AWS_LAMBDA_RUNTIME_API", &runtime_addr)
         .env("AWS_LAMBDA_FUNCTION_NAME", "wshub")
+        .env("STAGE_NAME", "prod")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/wshub")
@@ -182,8 +183,10 @@ async fn every_sample_event_through_the_lambda_binary() {
     let stderr = drain(Box::new(child.stderr.take().unwrap()));
 
     let mut seen = BTreeSet::new();
+    let mut invocations = 0;
     let mut invoke = |name: &'static str| {
         seen.insert(name);
+        invocations += 1;
         api.invoke(event(name))
     };
     let ok = |o: Outcome| o.unwrap_or_else(|e| panic!("function error: {e}"));
@@ -219,9 +222,12 @@ async fn every_sample_event_through_the_lambda_binary() {
     assert_eq!(connect["statusCode"], 200);
     assert_eq!(connect["headers"]["sec-websocket-protocol"], "websocket");
     assert_eq!(body(&ok(invoke("ping.json").await)), json!({"action": "pong", "id": 1}));
+    // A new stream: seq 0, in an epoch of its own.
+    let subscribed = body(&ok(invoke("subscribe.json").await));
+    let epoch = subscribed["epoch"].clone();
     assert_eq!(
-        body(&ok(invoke("subscribe.json").await)),
-        json!({"action": "subscribed", "topic": "news", "id": "s1"})
+        subscribed,
+        json!({"action": "subscribed", "topic": "news", "id": "s1", "seq": 0, "epoch": epoch})
     );
     assert_eq!(
         body(&ok(invoke("whoami.json").await)),
@@ -230,12 +236,14 @@ async fn every_sample_event_through_the_lambda_binary() {
     // The only subscriber is the sender, who is not sent its own message.
     assert_eq!(
         body(&ok(invoke("sendmessage.json").await)),
-        json!({"action": "sent", "topic": "news", "recipients": 0})
+        json!({"action": "sent", "topic": "news", "recipients": 0, "seq": 1, "epoch": epoch})
     );
     assert_eq!(body(&ok(invoke("unknown-action.json").await))["code"], "unknown_action");
     assert_eq!(body(&ok(invoke("bad-json-body.json").await))["code"], "bad_json");
 
-    // SQS pushes, all to the one connection (subscribed to news, owned by alice).
+    // SQS pushes, all to the one connection (subscribed to news, owned by alice). The first
+    // post is throttled once (429), which the metrics must count.
+    connections.script("Tq8ZsdsyIAMCJyA=", &[429, 200]);
     let none = json!({"batchItemFailures": []});
     for name in [
         "sqs-topic.json",
@@ -268,9 +276,11 @@ async fn every_sample_event_through_the_lambda_binary() {
 
     // EventBridge: the function as the rule's target, and the whole event through the queue.
     // Either way the frame's id is the EventBridge event id.
+    // news so far: the client's message (1), the SQS topic push (2), the good record of the
+    // malformed batch (3); this event is the fourth publication.
     assert_eq!(
         ok(invoke("eventbridge-topic.json").await),
-        json!({"id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "delivered": 1, "gone": 0})
+        json!({"id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "delivered": 1, "gone": 0, "seq": 4, "epoch": epoch})
     );
     let refused = invoke("eventbridge-bad-detail.json").await.unwrap_err();
     assert_eq!(refused["errorType"], "wshub.MalformedEvent", "{refused}");
@@ -301,6 +311,39 @@ async fn every_sample_event_through_the_lambda_binary() {
         ]
     );
     assert_eq!(frames[5]["topic"], "news");
+
+    // Recovery: from seq 1 in the right epoch, 2 to 4, in order, recovered.
+    let with_epoch = |name: &str| {
+        let mut e = event(name);
+        let mut request: Value = serde_json::from_str(e["body"].as_str().unwrap()).unwrap();
+        request["since"]["epoch"] = epoch.clone();
+        e["body"] = json!(request.to_string());
+        e
+    };
+    let since = body(&ok(api.invoke(with_epoch("subscribe-since.json")).await));
+    let seqs = |frame: &Value| -> Vec<u64> {
+        frame["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        (since["recovered"].as_bool(), since["seq"].as_u64()),
+        (Some(true), Some(4))
+    );
+    assert_eq!(seqs(&since), [2, 3, 4]);
+    assert_eq!(since["messages"][2]["id"], "6a7e8feb-b491-4cf7-a9f1-bf3703467718");
+    let page = body(&ok(api.invoke(with_epoch("history.json")).await));
+    assert_eq!((seqs(&page), page["more"].as_bool()), (vec![1, 2], Some(true)));
+    // The samples as shipped name an epoch this stream never had: nothing can be recovered.
+    let stale = body(&ok(invoke("subscribe-since.json").await));
+    assert_eq!(
+        (stale["recovered"].as_bool(), seqs(&stale)),
+        (Some(false), vec![1, 2, 3, 4])
+    );
+    assert_eq!(body(&ok(invoke("history.json").await))["recovered"], false);
     assert!(connections.received().iter().all(|p| p.signed && p.stage == "prod"));
 
     // Online status over HTTP, while alice is connected: bob asks about alice and himself.
@@ -324,6 +367,22 @@ async fn every_sample_event_through_the_lambda_binary() {
     let elsewhere = ok(invoke("http-unknown-route.json").await);
     assert_eq!(http_body(&elsewhere, 404)["code"], "not_found");
 
+    // HTTP publish, IAM-authorized (API Gateway verified the signature and says who called):
+    // the fifth publication on news, delivered to alice's one connection.
+    let published = ok(invoke("http-publish.json").await);
+    let result = &http_body(&published, 200)["results"][0];
+    assert_eq!(
+        (
+            result["topic"].as_str(),
+            result["seq"].as_u64(),
+            result["delivered"].as_u64()
+        ),
+        (Some("news"), Some(5), Some(1)),
+        "{published}"
+    );
+    let last = connections.frames_for("Tq8ZsdsyIAMCJyA=").pop().unwrap();
+    assert_eq!(last["data"], json!({"text": "published over HTTP"}));
+
     assert_eq!(
         body(&ok(invoke("unsubscribe.json").await)),
         json!({"action": "unsubscribed", "topic": "news"})
@@ -337,9 +396,11 @@ async fn every_sample_event_through_the_lambda_binary() {
         .map(|i| (i["pk"].as_s().unwrap().clone(), i["sk"].as_s().unwrap().clone()))
         .collect();
     assert_eq!(
-        keys,
-        [("USER#alice".to_owned(), "PRESENCE".to_owned())],
-        "disconnect left rows behind"
+        keys.iter()
+            .filter(|(pk, _)| !pk.starts_with("STREAM#"))
+            .collect::<Vec<_>>(),
+        [&("USER#alice".to_owned(), "PRESENCE".to_owned())],
+        "disconnect left rows behind (history stays: it outlives connections)"
     );
     // carol's JWT, as a bearer token: alice is offline now, last active at her disconnect.
     let after = ok(invoke("http-online-jwt.json").await);
@@ -347,6 +408,7 @@ async fn every_sample_event_through_the_lambda_binary() {
     assert_eq!((&alice["userId"], &alice["online"]), (&json!("alice"), &json!(false)));
     assert!(alice["lastActiveAt"].as_i64().unwrap() >= connected_at, "{alice}");
 
+    let invocations = invocations + 2;
     // An event nobody sends is an error naming its keys, and the process keeps serving.
     let err = api.invoke(json!({"version": "0", "detail": {}})).await.unwrap_err();
     assert_eq!(err["errorType"], "wshub.UnrecognizedEvent");
@@ -377,7 +439,9 @@ async fn every_sample_event_through_the_lambda_binary() {
         }
     }
     child.kill().await.unwrap();
-    let logs = stdout.await.unwrap() + &stderr.await.unwrap();
+    let stdout = stdout.await.unwrap();
+    check_metric_documents(&stdout, invocations, &connections.received());
+    let logs = stdout + &stderr.await.unwrap();
     assert!(
         logs.contains("connection allowed"),
         "expected JSON logs from the binary, got: {logs}"
@@ -395,4 +459,46 @@ async fn every_sample_event_through_the_lambda_binary() {
         !logs.contains(&jwt_token[jwt_token.len() - 20..]),
         "the JWT leaked into the logs"
     );
+}
+
+/// The EMF documents on the binary's stdout: each valid by the specification, at most one per
+/// invocation, and together equal to what the test caused.
+fn check_metric_documents(stdout: &str, invocations: usize, posts: &[common::Post]) {
+    let documents: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.contains("\"_aws\""))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("an EMF line is one JSON document ({e}): {l}")))
+        .collect();
+    assert!(
+        !documents.is_empty() && documents.len() <= invocations,
+        "{} documents for {invocations} invocations",
+        documents.len()
+    );
+    let mut totals = common::emf::Totals::default();
+    for doc in &documents {
+        let (metrics, dimensions) = common::emf::validate(doc);
+        assert_eq!(dimensions["stage"], "prod");
+        assert_eq!(dimensions["function"], "wshub");
+        // The configured level (AWS_LAMBDA_LOG_LEVEL), so Lambda's log-level filter keeps it.
+        assert_eq!(doc["level"], "DEBUG");
+        assert!(
+            metrics.get("AuthorizerLatency").is_none_or(|d| d.values.len() == 1),
+            "one authorizer decision per invocation"
+        );
+        totals.add(&metrics);
+    }
+    let with_status = |status: u16| posts.iter().filter(|p| p.status == status).count() as f64;
+    assert_eq!(totals.sum("Connects"), 1.0);
+    assert_eq!(totals.sum("Disconnects"), 1.0);
+    assert_eq!(totals.sum("ConnectsDenied"), 2.0, "the two deny samples");
+    assert_eq!(totals.samples("AuthorizerLatency"), 6, "one per authorizer event");
+    assert_eq!(totals.sum("Delivered"), with_status(200));
+    assert_eq!(totals.sum("Throttled"), with_status(429));
+    assert_eq!(totals.sum("Throttled"), 1.0);
+    assert_eq!(totals.sum("Gone"), with_status(410));
+    assert_eq!(totals.sum("FailedPosts"), 0.0);
+    // One value per fan-out: the pushes, the EventBridge events and the client sendmessage.
+    assert_eq!(totals.samples("FanoutRecipients"), totals.samples("FanoutDuration"));
+    assert!(totals.samples("FanoutDuration") >= 8, "{totals:?}");
+    assert!(totals.sum("FanoutRecipients") >= with_status(200));
 }

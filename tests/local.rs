@@ -258,11 +258,17 @@ async fn browser_subprotocol_token_is_accepted_and_echoed() {
         "the token is never echoed"
     );
     assert_eq!(request_whoami_user(&mut ws).await, "bob");
-    // A stage this hub does not serve is not the API.
-    assert!(connect_to(&format!("{}/prod", hub.ws), &[("token", "bob-token")])
+    // A stage this hub does not serve is a URL path, as behind the EdgePath distribution.
+    let mut other = connect_to(&format!("{}/prod", hub.ws), &[("token", "bob-token")])
         .await
-        .is_err());
+        .unwrap();
+    let me = next_whoami(&mut other).await;
+    assert_eq!(me["path"], "/prod");
     hub.shutdown().await;
+}
+
+async fn next_whoami(ws: &mut Ws) -> Value {
+    request(ws, json!({"action": "whoami"})).await
 }
 
 async fn request_whoami_user(ws: &mut Ws) -> String {
@@ -279,7 +285,10 @@ async fn sendmessage_reaches_the_other_subscriber_and_errors_keep_the_socket() {
     let mut bob = connect(&hub, "bob-token").await;
     for ws in [&mut alice, &mut bob] {
         let reply = request(ws, json!({"action": "subscribe", "topic": "room"})).await;
-        assert_eq!(reply, json!({"action": "subscribed", "topic": "room"}));
+        assert_eq!(
+            reply,
+            json!({"action": "subscribed", "topic": "room", "seq": 0, "epoch": reply["epoch"]})
+        );
     }
     let sent = request(
         &mut alice,
@@ -424,6 +433,14 @@ async fn bad_requests_to_local_routes_get_json_errors() {
     let (status, _, page) = http(Method::GET, &format!("{}/", hub.http), "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Sec-WebSocket-Protocol"));
+    // It runs the JavaScript client, served by the hub.
+    assert!(page.contains("/_local/wshub-client/index.js"));
+    let (status, headers, module) = http(Method::GET, &format!("{}/_local/wshub-client/index.js", hub.http), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(module.contains("export { Hub"), "{module}");
+    let (status, _, _) = http(Method::GET, &format!("{}/_local/wshub-client/nope.js", hub.http), "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     hub.shutdown().await;
 }
 
@@ -711,6 +728,21 @@ impl ConnectionStore for BrokenStore {
     async fn remove_connection(&self, id: &str) -> Result<(), wshub::store::StoreError> {
         self.0.remove_connection(id).await
     }
+    async fn remove_connection_older_than(&self, id: &str, before: i64) -> Result<bool, wshub::store::StoreError> {
+        self.0.remove_connection_older_than(id, before).await
+    }
+    async fn claim_job(&self, key: &str, by: &str, ttl: i64) -> Result<bool, wshub::store::StoreError> {
+        self.0.claim_job(key, by, ttl).await
+    }
+    async fn take_send_token(
+        &self,
+        id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst: u32,
+    ) -> Result<bool, wshub::store::StoreError> {
+        self.0.take_send_token(id, now_ms, interval_ms, burst).await
+    }
     async fn subscribe(
         &self,
         id: &str,
@@ -748,6 +780,24 @@ impl ConnectionStore for BrokenStore {
         now: i64,
     ) -> Result<wshub::store::Page, wshub::store::StoreError> {
         self.0.page(group, cursor, limit, now).await
+    }
+    async fn record(
+        &self,
+        publication: &wshub::store::NewPublication<'_>,
+        now: i64,
+    ) -> Result<wshub::store::Recorded, wshub::store::StoreError> {
+        self.0.record(publication, now).await
+    }
+    async fn history(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+        keep: u64,
+        ttl: i64,
+        now: i64,
+    ) -> Result<wshub::store::History, wshub::store::StoreError> {
+        self.0.history(stream, after, limit, keep, ttl, now).await
     }
 }
 
@@ -1064,4 +1114,244 @@ async fn shutdown_closes_a_socket_whose_send_is_blocked_and_runs_disconnect() {
     hub.shutdown().await;
     assert!(store.get_connection(&id, 0).await.unwrap().is_none(), "$disconnect ran");
     assert!(filled.full, "the writer was stuck when shutdown came");
+}
+
+/// Issue "no message lost across a reconnect", end to end with a real client: the backend drops
+/// the socket, 50 pushes happen while the client is away, and its next subscribe with `since`
+/// gets all 50, in order, once.
+#[tokio::test]
+async fn a_client_that_reconnects_with_since_misses_nothing() {
+    let hub = start().await;
+    let mut alice = connect(&hub, "alice-token").await;
+    let id = connection_id(&mut alice).await;
+    let first = request(&mut alice, json!({"action": "subscribe", "topic": "feed"})).await;
+    let epoch = first["epoch"].clone();
+    push(&hub, r#"{"topic":"feed","data":0}"#).await;
+    let live = next_json(&mut alice).await;
+    assert_eq!((live["seq"].as_u64(), &live["epoch"]), (Some(1), &epoch));
+    // The backend closes the connection, as API Gateway does after 2 hours.
+    let (status, _, _) = http(
+        Method::DELETE,
+        &format!("{}/@connections/{}", hub.http, encode(&id)),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(close_code(&mut alice).await, Some(CloseCode::Normal));
+    wait_removed(&hub, &id).await;
+    for n in 1..=50 {
+        let answer = push(&hub, &json!({"topic": "feed", "data": n}).to_string()).await;
+        assert_eq!(answer, json!({"batchItemFailures": []}));
+    }
+    // Back, with the position of the last message seen.
+    let mut again = connect(&hub, "alice-token").await;
+    let reply = request(
+        &mut again,
+        json!({"action": "subscribe", "topic": "feed", "since": {"seq": 1, "epoch": epoch}}),
+    )
+    .await;
+    assert_eq!(
+        (reply["recovered"].as_bool(), reply["more"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let messages = reply["messages"].as_array().unwrap();
+    let data: Vec<i64> = messages.iter().map(|m| m["data"].as_i64().unwrap()).collect();
+    assert_eq!(data, (1..=50).collect::<Vec<_>>(), "all 50, in order, once");
+    let seqs: Vec<u64> = messages.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (2..=51).collect::<Vec<_>>());
+    // And live again from there.
+    push(&hub, r#"{"topic":"feed","data":51}"#).await;
+    let next = next_json(&mut again).await;
+    assert_eq!((next["seq"].as_u64(), next["data"].as_i64()), (Some(52), Some(51)));
+    hub.shutdown().await;
+}
+
+/// `POST /publish` on the local hub: a publisher key publishes, a client token does not.
+#[tokio::test]
+async fn the_local_hub_serves_post_publish_with_a_publisher_key() {
+    let key = "local-publisher-key-0123";
+    let hub = start_with(
+        Settings::default(),
+        &[("AUTH_TOKENS", "alice=alice-token"), ("PUBLISH_KEYS", key)],
+    )
+    .await;
+    let mut alice = connect(&hub, "alice-token").await;
+    request(&mut alice, json!({"action": "subscribe", "topic": "room"})).await;
+    let url = format!("{}/publish", hub.http);
+    let post = |auth: String, body: Value| {
+        let url = url.clone();
+        async move {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(&url)
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap();
+            let response = client.request(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    let (status, body) = post(format!("Bearer {key}"), json!({"topic": "room", "data": "hi"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["results"][0]["delivered"].as_u64(),
+            body["results"][0]["seq"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let got = next_json(&mut alice).await;
+    assert_eq!((got["data"].as_str(), got["seq"].as_u64()), (Some("hi"), Some(1)));
+    let (status, body) = post("Bearer alice-token".into(), json!({"topic": "room", "data": "no"})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    hub.shutdown().await;
+}
+
+/// A memory store that, once told the hub's URL, posts to each new connection from inside
+/// `$connect` (right after its row is written, before the handler returns): through the
+/// Management API and as an SQS push, recording the answers.
+#[derive(Default)]
+struct PostsDuringConnect {
+    inner: MemoryStore,
+    http: std::sync::OnceLock<String>,
+    answers: std::sync::Mutex<Vec<(StatusCode, Value)>>,
+}
+
+#[async_trait::async_trait]
+impl ConnectionStore for PostsDuringConnect {
+    async fn put_connection(&self, c: &wshub::store::Connection) -> Result<(), wshub::store::StoreError> {
+        self.inner.put_connection(c).await?;
+        if let Some(http) = self.http.get() {
+            let url = format!("{http}/local/@connections/{}", encode(&c.connection_id));
+            let (status, _, _) = http_request(Method::POST, &url, "early").await;
+            let body = json!({"connectionId": c.connection_id, "data": "early"}).to_string();
+            let (_, _, pushed) = http_request(Method::POST, &format!("{http}/_local/sqs"), &body).await;
+            let pushed = serde_json::from_str(&pushed).unwrap_or(Value::Null);
+            self.answers.lock().unwrap().push((status, pushed));
+        }
+        Ok(())
+    }
+    async fn get_connection(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<wshub::store::ConnectionView>, wshub::store::StoreError> {
+        self.inner.get_connection(id, now).await
+    }
+    async fn remove_connection(&self, id: &str) -> Result<(), wshub::store::StoreError> {
+        self.inner.remove_connection(id).await
+    }
+    async fn remove_connection_older_than(&self, id: &str, before: i64) -> Result<bool, wshub::store::StoreError> {
+        self.inner.remove_connection_older_than(id, before).await
+    }
+    async fn claim_job(&self, key: &str, by: &str, ttl: i64) -> Result<bool, wshub::store::StoreError> {
+        self.inner.claim_job(key, by, ttl).await
+    }
+    async fn take_send_token(
+        &self,
+        id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst: u32,
+    ) -> Result<bool, wshub::store::StoreError> {
+        self.inner.take_send_token(id, now_ms, interval_ms, burst).await
+    }
+    async fn subscribe(
+        &self,
+        id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max: usize,
+    ) -> Result<(), wshub::store::StoreError> {
+        self.inner.subscribe(id, topic, ttl, now, max).await
+    }
+    async fn unsubscribe(&self, id: &str, topic: &str) -> Result<(), wshub::store::StoreError> {
+        self.inner.unsubscribe(id, topic).await
+    }
+    fn members(&self, group: wshub::store::Group, now: i64) -> wshub::store::Pages {
+        self.inner.members(group, now)
+    }
+    async fn touch_user(&self, user: &str, at: i64, ttl: i64) -> Result<(), wshub::store::StoreError> {
+        self.inner.touch_user(user, at, ttl).await
+    }
+    async fn presence(
+        &self,
+        users: &[String],
+        now: i64,
+    ) -> Result<Vec<wshub::store::Presence>, wshub::store::StoreError> {
+        self.inner.presence(users, now).await
+    }
+    fn start(&self, group: &wshub::store::Group) -> Vec<wshub::store::Cursor> {
+        self.inner.start(group)
+    }
+    async fn page(
+        &self,
+        group: &wshub::store::Group,
+        cursor: &wshub::store::Cursor,
+        limit: usize,
+        now: i64,
+    ) -> Result<wshub::store::Page, wshub::store::StoreError> {
+        self.inner.page(group, cursor, limit, now).await
+    }
+    async fn record(
+        &self,
+        publication: &wshub::store::NewPublication<'_>,
+        now: i64,
+    ) -> Result<wshub::store::Recorded, wshub::store::StoreError> {
+        self.inner.record(publication, now).await
+    }
+    async fn history(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+        keep: u64,
+        ttl: i64,
+        now: i64,
+    ) -> Result<wshub::store::History, wshub::store::StoreError> {
+        self.inner.history(stream, after, limit, keep, ttl, now).await
+    }
+}
+
+/// `http` under another name, so the store above can call it from a trait method.
+async fn http_request(method: Method, url: &str, body: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    http(method, url, body).await
+}
+
+/// Issue 11 item 11: as API Gateway, the hub answers 410 to a post made while `$connect` runs
+/// (it is not queued), and the push that met that 410 keeps the new connection's row: the
+/// socket stays reachable once the handshake completes.
+#[tokio::test]
+async fn a_410_during_connect_does_not_delete_the_new_connection() {
+    let store = Arc::new(PostsDuringConnect::default());
+    let hub = start_on(
+        Settings::default(),
+        config(&[("AUTH_TOKENS", "alice=alice-token")]),
+        store.clone(),
+    )
+    .await;
+    store.http.set(hub.http.clone()).unwrap();
+    let mut ws = connect(&hub, "alice-token").await;
+    let id = connection_id(&mut ws).await;
+    let answers = store.answers.lock().unwrap().clone();
+    assert_eq!(
+        answers,
+        [(StatusCode::GONE, json!({"batchItemFailures": []}))],
+        "a post during $connect answers 410; the push counts it as gone, not failed"
+    );
+    assert!(
+        hub.stored(&id).await,
+        "the 410 must not delete a connection still in $connect"
+    );
+    push(&hub, &json!({"connectionId": id, "data": "later"}).to_string()).await;
+    assert_eq!(next_posted(&mut ws).await["data"], "later");
+    hub.shutdown().await;
 }

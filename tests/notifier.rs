@@ -108,6 +108,7 @@ async fn sqs_push_retries_cleans_up_and_reports() {
             user_id: user.into(),
             connected_at: 0,
             source_ip: None,
+            path: None,
             ttl: now + 600,
         };
         store.put_connection(&c).await.unwrap();
@@ -125,8 +126,9 @@ async fn sqs_push_retries_cleans_up_and_reports() {
         "410 removed the stale row"
     );
     assert!(store.get_connection("flaky", now).await.unwrap().is_some());
+    let frame = fake.frames_for("flaky").last().unwrap().clone();
     assert_eq!(
-        fake.frames_for("flaky").last().unwrap(),
-        &json!({"action": "message", "data": 1, "id": "m-u1"})
+        frame,
+        json!({"action": "message", "topic": "user:u1", "data": 1, "id": "m-u1", "seq": 1, "epoch": frame["epoch"]})
     );
 }

@@ -111,6 +111,7 @@ fn connection(id: &str, user: &str) -> Connection {
         user_id: user.to_owned(),
         connected_at: 1_795_244_400_000,
         source_ip: Some("203.0.113.10".to_owned()),
+        path: None,
         ttl: TTL,
     }
 }

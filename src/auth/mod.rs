@@ -211,7 +211,8 @@ fn validation(algorithm: Algorithm, rules: &ClaimRules) -> Validation {
     validation
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
+/// The digest secrets are compared by (in constant time), so their length leaks nothing.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
@@ -293,6 +294,17 @@ impl AuthConfig {
                 Ok(jwks) => Arc::new(jwks.with_min_refresh(interval)),
                 Err(shared) => shared,
             });
+        }
+        self
+    }
+
+    /// Shares `other`'s JWKS cache when both read the same URL, so a configuration rebuilt
+    /// with rotated secrets ([`crate::secrets`]) keeps the keys already fetched.
+    pub fn sharing_jwks_of(mut self, other: &AuthConfig) -> Self {
+        if let (Some(mine), Some(theirs)) = (&self.jwks, &other.jwks) {
+            if mine.url() == theirs.url() {
+                self.jwks = Some(theirs.clone());
+            }
         }
         self
     }

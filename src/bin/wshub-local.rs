@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wshub::local::{self, LocalHub, Settings};
 use wshub::store::memory::MemoryStore;
@@ -42,6 +42,29 @@ struct Args {
     /// CONNECTIONS_TABLE is set too.
     #[arg(long, value_name = "URL")]
     dynamodb_endpoint: Option<String>,
+    /// POST every forwarded client action (FORWARD_ACTIONS) to this http:// URL, as the
+    /// EventBridge event a rule's target would receive; they are listed at /_local/events too.
+    #[arg(long, env = "WSHUB_FORWARD_URL", value_name = "URL")]
+    forward_url: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print an HS256 JWT signed with JWT_SECRET (iss/aud from JWT_ISSUER/JWT_AUDIENCE when
+    /// set), for `wscat -H "Authorization: Bearer …"` or `?token=…`.
+    Token {
+        /// The user id (the `sub` claim).
+        #[arg(long)]
+        user: String,
+        /// Lifetime: 90s, 15m, 1h, 7d (at most 30d).
+        #[arg(long, default_value = "1h", value_parser = wshub::token::parse_ttl)]
+        ttl: Duration,
+        /// Topics or prefixes ending in *, comma-separated (the `topics` claim).
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+    },
 }
 
 fn stage_name(s: &str) -> Result<String, String> {
@@ -59,6 +82,9 @@ fn stage_name(s: &str) -> Result<String, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Token { user, ttl, topics }) = &args.command {
+        return token(user, *ttl, topics);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         // stdout carries only the ready lines, so scripts can wait for them.
@@ -68,6 +94,36 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `token`: the JWT on stdout, nothing else; refusals on stderr with a failing exit code.
+fn token(user: &str, ttl: Duration, topics: &[String]) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let request = wshub::token::TokenRequest {
+        user: user.to_owned(),
+        ttl,
+        topics: topics
+            .iter()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect(),
+        issuer: env("JWT_ISSUER"),
+        audience: env("JWT_AUDIENCE"),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match wshub::token::mint(env("JWT_SECRET").as_deref(), &request, now) {
+        Ok(jwt) => {
+            println!("{jwt}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wshub token: {e}");
             ExitCode::FAILURE
         }
     }
@@ -98,6 +154,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
         max_duration: Duration::from_secs(args.max_duration_seconds),
         outbound_queue_bytes: usize::try_from(args.outbound_queue_bytes).unwrap_or(usize::MAX),
+        forward_url: args.forward_url.clone(),
     };
     let hub = LocalHub::bind((args.host, args.port), settings, config, store)
         .await
@@ -117,6 +174,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("  connect:  wscat --header token:{token} -c {ws}");
     println!("  push:     curl -X POST --data '{{\"data\":\"hi\"}}' {http}/_local/sqs");
     println!("  manage:   {http}/@connections/{{id}} (POST, GET, DELETE)");
+    println!("  events:   {http}/_local/events (forwarded client actions)");
     println!("  demo:     {http}/");
     hub.serve(shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -135,14 +135,37 @@ pub(crate) async fn delete_connection(
 /// `/users/online`: the HTTP API's route, handed to the router as API Gateway's payload 2.0;
 /// the function's status, headers and body come back unchanged.
 pub(crate) async fn online_status(
-    Extract(state): Extract<Arc<State>>,
+    state: Extract<Arc<State>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
+    http_api(state, method, uri, headers, query, axum::body::Bytes::new()).await
+}
+
+/// An HTTP API route with a body (`POST /publish`), handed over like [`online_status`].
+pub(crate) async fn http_api(
+    Extract(state): Extract<Arc<State>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: axum::body::Bytes,
+) -> Response {
     let query = query.map(|Query(q)| q).unwrap_or_default();
-    let event = events::http_event(method.as_str(), uri.path(), uri.query().unwrap_or(""), &headers, &query);
+    let mut event = events::http_event(method.as_str(), uri.path(), uri.query().unwrap_or(""), &headers, &query);
+    if !body.is_empty() {
+        // API Gateway passes a text body as is and anything else base64-encoded.
+        match std::str::from_utf8(&body) {
+            Ok(text) => event["body"] = serde_json::Value::String(text.to_owned()),
+            Err(_) => {
+                use base64::Engine;
+                event["body"] = base64::engine::general_purpose::STANDARD.encode(&body).into();
+                event["isBase64Encoded"] = true.into();
+            }
+        }
+    }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(29);
     let answer = match route(&state.hub, event, Some(deadline)).await {
         Ok(answer) => answer,

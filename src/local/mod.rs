@@ -8,6 +8,7 @@
 //! - [`notifier`]: the open sockets, and the handlers' in-process notifier posting to them.
 
 pub mod events;
+pub mod forward;
 pub mod management;
 pub mod notifier;
 pub mod server;
@@ -64,6 +65,8 @@ pub struct Settings {
     /// fit answers 429 LimitExceededException and the socket stays open (see
     /// [`notifier::Socket::send`]).
     pub outbound_queue_bytes: usize,
+    /// `--forward-url`: where forwarded client actions are POSTed (an `http://` URL).
+    pub forward_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -73,6 +76,7 @@ impl Default for Settings {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_duration: DEFAULT_MAX_DURATION,
             outbound_queue_bytes: notifier::DEFAULT_OUTBOUND_QUEUE_BYTES,
+            forward_url: None,
         }
     }
 }
@@ -95,6 +99,8 @@ pub fn local_config(lookup: impl Fn(&str) -> Option<String>) -> Result<LocalConf
     let config = Config::from_lookup(|name| match name {
         "CONNECTIONS_TABLE" => set(name).or_else(|| Some(DEFAULT_TABLE.into())),
         "AUTH_TOKENS" if default_token => Some(DEFAULT_TOKEN.into()),
+        // No EventBridge here: forwarded actions go to the local bus whatever its name.
+        "FORWARD_EVENT_BUS" => set(name).or_else(|| Some("local".into())),
         _ => lookup(name),
     })?;
     Ok(LocalConfig { config, default_token })
@@ -149,6 +155,8 @@ pub(crate) struct State {
     pub shutdown: CancellationToken,
     /// Every socket loop, so shutdown can wait for their `$disconnect`s.
     pub sockets: TaskTracker,
+    /// Forwarded client actions, listed at `GET /_local/events`.
+    pub events: Arc<forward::LocalBus>,
 }
 
 /// A bound, not yet serving, local hub.
@@ -172,13 +180,22 @@ impl LocalHub {
         config.management_endpoint = Some(format!("http://{addr}/{}", settings.stage));
         config.auth.warm_up().await;
         let registry = Arc::new(Registry::default());
-        let hub = Hub::new(config, store, Arc::new(LocalNotifier::new(registry.clone())));
+        let events = Arc::new(
+            forward::LocalBus::new(config.region.clone(), settings.forward_url.as_deref())
+                .map_err(std::io::Error::other)?,
+        );
+        let forwarding = config.forward.is_some();
+        let mut hub = Hub::new(config, store, Arc::new(LocalNotifier::new(registry.clone())));
+        if forwarding {
+            hub = hub.with_events(events.clone());
+        }
         let state = Arc::new(State {
             hub,
             registry,
             settings,
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
+            events,
         });
         Ok(LocalHub { listener, addr, state })
     }
@@ -339,9 +356,13 @@ fn router(state: Arc<State>) -> Router {
         .route("/@connections/{*id}", connections())
         .route("/{stage}/@connections/{*id}", connections())
         .route("/_local/sqs", post(management::inject_sqs))
+        .route("/_local/wshub-client/{file}", get(server::client_file))
         .route(crate::http::ONLINE_PATH, any(management::online_status))
+        .route(crate::http::PUBLISH_PATH, any(management::http_api))
         .route("/_local/connections/{*id}", get(management::stored_connection))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "NotFoundException", "no such route") })
+        .route("/_local/events", get(forwarded_events))
+        // Sockets on any other path, as behind the EdgePath distribution; else 404.
+        .fallback(server::upgrade_any)
         .method_not_allowed_fallback(|| async {
             error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -352,6 +373,11 @@ fn router(state: Arc<State>) -> Router {
         // Above every limit the routes check themselves, so those answer with their own errors.
         .layer(DefaultBodyLimit::max(2 * 1024 * 1024))
         .with_state(state)
+}
+
+/// `GET /_local/events`: every forwarded client action, oldest first, as EventBridge events.
+async fn forwarded_events(axum::extract::State(state): axum::extract::State<Arc<State>>) -> Response {
+    Json(json!({"events": state.events.events()})).into_response()
 }
 
 /// [`crate::handle`], with its future's `Send` stated where the lifetimes are concrete: the

@@ -33,6 +33,15 @@ const INBOUND_QUEUE: usize = 32;
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 const API_ID: &str = "local";
 const DEMO_PAGE: &str = include_str!("demo.html");
+/// The JavaScript client the demo page runs: the ES modules of clients/js's built package
+/// (`dist/`), copied into `client/` so the hub needs no Node to build; scripts/test-js.sh fails
+/// when the copies differ from a fresh build.
+const CLIENT_FILES: [(&str, &str); 4] = [
+    ("index.js", include_str!("client/index.js")),
+    ("hub.js", include_str!("client/hub.js")),
+    ("probe.js", include_str!("client/probe.js")),
+    ("types.js", include_str!("client/types.js")),
+];
 
 type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
 type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -51,6 +60,18 @@ pub(crate) async fn upgrade_root(
     upgrade(state, peer, headers, query, ws).await
 }
 
+/// `GET /_local/wshub-client/{file}`: the client's modules, for the demo page.
+pub(crate) async fn client_file(Path(file): Path<String>) -> Response {
+    match CLIENT_FILES.iter().find(|(name, _)| *name == file) {
+        Some((_, body)) => ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], *body).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "NotFoundException",
+            format!("no client module {file:?}"),
+        ),
+    }
+}
+
 /// `GET /{stage}`: the same API under its stage name, as API Gateway's URL has it.
 pub(crate) async fn upgrade_stage(
     Extract(state): Extract<Arc<State>>,
@@ -61,11 +82,62 @@ pub(crate) async fn upgrade_stage(
     ws: Upgrade,
 ) -> Response {
     if stage != state.settings.stage {
+        // Not the stage: a one-segment path, as behind the edge (`/ocpp`), if it is a socket.
+        if headers.contains_key(header::UPGRADE) {
+            return upgrade_on_path(state, peer, &format!("/{stage}"), headers, query, ws).await;
+        }
         return error(
             StatusCode::NOT_FOUND,
             "NotFoundException",
             format!("no stage {stage:?}; this hub serves /{}", state.settings.stage),
         );
+    }
+    upgrade(state, peer, headers, query, ws).await
+}
+
+/// Any other path (the router's fallback): a WebSocket upgrade is served as the `EdgePath`
+/// distribution serves it, its path handed over in `x-wshub-path` exactly as the CloudFront
+/// Function does ([`crate::edge::viewer_request`]); anything else is API Gateway's 404.
+pub(crate) async fn upgrade_any(
+    Extract(state): Extract<Arc<State>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    query: QueryParams,
+    ws: Upgrade,
+) -> Response {
+    if method != axum::http::Method::GET || !headers.contains_key(header::UPGRADE) {
+        return error(StatusCode::NOT_FOUND, "NotFoundException", "no such route");
+    }
+    upgrade_on_path(state, peer, uri.path(), headers, query, ws).await
+}
+
+async fn upgrade_on_path(
+    state: Arc<State>,
+    peer: SocketAddr,
+    path: &str,
+    mut headers: HeaderMap,
+    query: QueryParams,
+    ws: Upgrade,
+) -> Response {
+    // The hub's own routes are never paths of a socket.
+    let own_route = path == "/_local" || path.starts_with("/_local/") || path.contains("/@connections");
+    if own_route {
+        return error(StatusCode::NOT_FOUND, "NotFoundException", "no such route");
+    }
+    headers.remove(crate::edge::PATH_HEADER);
+    match crate::edge::viewer_request(path) {
+        Ok(Some(path)) => {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&path) {
+                headers.insert(crate::edge::PATH_HEADER, value);
+            }
+        }
+        Ok(None) => {}
+        Err(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(status, "UriTooLong", "the URL path is too long");
+        }
     }
     upgrade(state, peer, headers, query, ws).await
 }

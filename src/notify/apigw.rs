@@ -72,6 +72,10 @@ impl Notifier for ApiGatewayNotifier {
             .map(|_| ())
             .map_err(classify)
     }
+
+    fn attempt_timeout(&self) -> Option<Duration> {
+        Some(self.attempt_timeout)
+    }
 }
 
 /// The SDK names a 410 `GoneException` only when the response says so in `x-amzn-ErrorType`

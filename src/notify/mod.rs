@@ -56,4 +56,10 @@ pub trait Notifier: Send + Sync {
     /// Posts `frame` to `connection_id` through the @connections API at `endpoint`
     /// (`https://{apiId}.execute-api.{region}.amazonaws.com/{stage}` or an override).
     async fn send(&self, endpoint: &str, connection_id: &str, frame: &[u8]) -> Result<(), NotifyError>;
+
+    /// How long one `send` may take at most, when the notifier bounds it: the fan-out starts
+    /// no retry that could not finish before its deadline.
+    fn attempt_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -24,6 +24,8 @@ pub async fn handle(ctx: &RouteContext<'_>) -> ApiGatewayProxyResponse {
             ctx.now * 1000
         },
         source_ip: rc.identity.source_ip.clone(),
+        // The authorizer read and checked it (crate::edge); stored so `whoami` can return it.
+        path: ctx.authorizer_value("path").map(str::to_owned),
         ttl: ctx.hub.expiry(ctx.now),
     };
     // The two writes are independent, so the handshake waits for one round trip, not two (as
@@ -44,6 +46,7 @@ pub async fn handle(ctx: &RouteContext<'_>) -> ApiGatewayProxyResponse {
         }
     }
     tracing::info!(user_id, "connected");
+    crate::metrics::add(crate::metrics::Metric::Connects, 1);
     let mut response = status(200);
     // A browser that offered subprotocols drops the socket unless one is accepted. The
     // authorizer chose one that is not the token; accept it only if it was really offered.

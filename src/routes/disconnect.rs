@@ -6,6 +6,7 @@ use super::{status, RouteContext};
 
 pub async fn handle(ctx: &RouteContext<'_>) -> ApiGatewayProxyResponse {
     let rc = &ctx.request.request_context;
+    crate::metrics::add(crate::metrics::Metric::Disconnects, 1);
     let touch = async {
         if let Some(user_id) = ctx.user_id {
             ctx.hub.touch_user(user_id, ctx.now).await;

@@ -8,6 +8,7 @@
 
 mod connect;
 mod disconnect;
+mod forward;
 mod ping;
 mod sendmessage;
 mod subscription;
@@ -108,8 +109,12 @@ async fn message(ctx: &RouteContext<'_>) -> Frame {
             None,
         );
     }
-    let request = match Request::parse(ctx.request.body.as_deref().unwrap_or("")) {
+    let body = ctx.request.body.as_deref().unwrap_or("");
+    let request = match Request::parse(body) {
         Ok(request) => request,
+        Err(rejection) if rejection.code == ErrorCode::UnknownAction => {
+            return forward::handle(ctx, body, rejection).await;
+        }
         Err(rejection) => {
             tracing::info!(code = ?rejection.code, "rejected client frame");
             return rejection.into_frame();
@@ -118,7 +123,8 @@ async fn message(ctx: &RouteContext<'_>) -> Frame {
     let id = request.id;
     match request.action {
         Action::Ping => ping::handle(id),
-        Action::Subscribe { topic } => subscription::subscribe(ctx, topic, id).await,
+        Action::Subscribe { topic, since } => subscription::subscribe(ctx, topic, since, id).await,
+        Action::History { topic, since, limit } => subscription::history(ctx, topic, since, limit, id).await,
         Action::Unsubscribe { topic } => subscription::unsubscribe(ctx, topic, id).await,
         Action::SendMessage { topic, data } => sendmessage::handle(ctx, topic, data, id).await,
         Action::Whoami => whoami::handle(ctx, id).await,

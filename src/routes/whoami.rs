@@ -14,6 +14,7 @@ pub async fn handle(ctx: &RouteContext<'_>, id: Option<Value>) -> Frame {
             Frame::Whoami {
                 connection_id: view.connection.connection_id,
                 user_id: view.connection.user_id,
+                path: view.connection.path,
                 topics,
                 id,
             }

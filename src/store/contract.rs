@@ -2,6 +2,8 @@
 //! the DynamoDB store runs it against a real DynamoDB-compatible server in `tests/dynamodb.rs`.
 //! Pass a store whose pages hold at most 10 ids, so pagination is exercised.
 
+pub mod history;
+
 use std::collections::BTreeSet;
 
 use futures::TryStreamExt;
@@ -14,6 +16,7 @@ fn connection(id: &str, user: &str, ttl: i64) -> Connection {
         user_id: user.into(),
         connected_at: 1_700_000_000_000,
         source_ip: Some("203.0.113.10".into()),
+        path: Some("/ocpp/CP001".into()),
         ttl,
     }
 }
@@ -177,7 +180,101 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
         .0
         .is_empty());
     presence(store, p, now).await;
+    removal_races_and_claims(store, p, now).await;
     topic_cap(store, p, now).await;
+}
+
+/// Conditional removal on a 410, removal racing subscribes, shard job claims, the send bucket.
+async fn removal_races_and_claims(store: &dyn ConnectionStore, p: &str, now: i64) {
+    let live = now + 3600;
+    let connected_at = connection("x", "u", 0).connected_at;
+    let (young, old, topic) = (format!("{p}r-young"), format!("{p}r-old"), format!("{p}r-topic"));
+    for id in [&young, &old] {
+        store
+            .put_connection(&connection(id, &format!("{p}r-user"), live))
+            .await
+            .unwrap();
+        store.subscribe(id, &topic, live, now, usize::MAX).await.unwrap();
+    }
+    // A 410 racing `$connect`: a row connected at or after the cut-off stays, with its topics.
+    assert!(!store.remove_connection_older_than(&young, connected_at).await.unwrap());
+    assert!(store.get_connection(&young, now).await.unwrap().is_some());
+    assert!(store
+        .remove_connection_older_than(&old, connected_at + 1)
+        .await
+        .unwrap());
+    assert_eq!(store.get_connection(&old, now).await.unwrap(), None);
+    assert_eq!(collect(store, Group::Topic(topic.clone()), now).await.0, set(&[&young]));
+    assert!(store
+        .remove_connection_older_than(&old, connected_at + 1)
+        .await
+        .unwrap()); // idempotent
+
+    // Subscribes racing a removal: whatever the interleaving, none outlives the connection.
+    let racing = format!("{p}r-racing");
+    store.put_connection(&connection(&racing, "u", live)).await.unwrap();
+    let topics: Vec<String> = (0..8).map(|i| format!("{p}r-t{i}")).collect();
+    let subscribes = futures::future::join_all(
+        topics
+            .iter()
+            .map(|t| store.subscribe(&racing, t, live, now, usize::MAX)),
+    );
+    let (results, removed) = futures::join!(subscribes, store.remove_connection(&racing));
+    removed.unwrap();
+    for result in results {
+        assert!(
+            matches!(result, Ok(()) | Err(StoreError::NotConnected(_))),
+            "{result:?}"
+        );
+    }
+    for t in &topics {
+        assert!(
+            collect(store, Group::Topic(t.clone()), now).await.0.is_empty(),
+            "orphan in {t}"
+        );
+    }
+    assert_eq!(
+        store.subscribe(&racing, &topics[0], live, now, usize::MAX).await,
+        Err(StoreError::NotConnected(racing.clone()))
+    );
+
+    // Shard job claims: the first message holds the job; its redelivery may run it again, a
+    // duplicate enqueue (another message) may not.
+    let job = format!("{p}job-1");
+    assert!(store.claim_job(&job, "m-1", live).await.unwrap());
+    assert!(store.claim_job(&job, "m-1", live).await.unwrap());
+    assert!(!store.claim_job(&job, "m-2", live).await.unwrap());
+    assert!(store.claim_job(&format!("{p}job-2"), "m-2", live).await.unwrap());
+
+    // The send bucket: a burst of 3, then one token per second.
+    let sender = format!("{p}sender");
+    store.put_connection(&connection(&sender, "u", live)).await.unwrap();
+    let t0 = 1_800_000_000_000;
+    let mut taken = Vec::new();
+    for at in [
+        t0,
+        t0,
+        t0,
+        t0,
+        t0 + 999,
+        t0 + 1000,
+        t0 + 1001,
+        t0 + 10_000,
+        t0 + 10_000,
+        t0 + 10_000,
+        t0 + 10_000,
+    ] {
+        taken.push(store.take_send_token(&sender, at, 1000, 3).await.unwrap());
+    }
+    assert_eq!(
+        taken,
+        [true, true, true, false, false, true, false, true, true, true, false]
+    );
+    let ghost = format!("{p}r-ghost");
+    assert_eq!(
+        store.take_send_token(&ghost, t0, 1000, 3).await,
+        Err(StoreError::NotConnected(ghost.clone()))
+    );
 }
 
 /// `max_topics` holds even for subscribes racing each other; renewals and unsubscribes work

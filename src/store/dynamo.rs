@@ -8,18 +8,22 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, Update,
-    WriteRequest,
+    AttributeValue, ConditionCheck, Delete, DeleteRequest, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use aws_smithy_async::future::pagination_stream::PaginationStream;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+mod streams;
+
 use super::capacity::{CapacityMeter, MeterInterceptor};
 use super::table::*;
 use super::{
-    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, Page, Pages, Presence, Segment, StoreError,
+    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, History, NewPublication, Page, Pages,
+    Presence, Recorded, Segment, StoreError,
 };
 
 /// BatchWriteItem's limit.
@@ -106,26 +110,27 @@ impl DynamoStore {
         &self.table
     }
 
-    /// Calls and consumed read capacity of this store (and its clones) so far.
+    /// Calls and consumed read and write capacity of this store (and its clones) so far.
     pub fn capacity(&self) -> &CapacityMeter {
         &self.meter
     }
 
     async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), StoreError> {
-        for chunk in keys.chunks(BATCH_WRITE_MAX) {
-            let mut pending: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|key| {
-                    WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .set_key(Some(key.clone()))
-                                .build()
-                                .expect("key is set"),
-                        )
-                        .build()
-                })
-                .collect();
+        let requests = keys
+            .into_iter()
+            .map(|key| {
+                WriteRequest::builder()
+                    .delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key is set"))
+                    .build()
+            })
+            .collect();
+        self.batch_write(requests).await
+    }
+
+    /// `BatchWriteItem` in chunks of 25, unprocessed items retried with back-off.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in requests.chunks(BATCH_WRITE_MAX) {
+            let mut pending: Vec<WriteRequest> = chunk.to_vec();
             let mut attempt = 0;
             while !pending.is_empty() {
                 if attempt > 0 {
@@ -135,7 +140,7 @@ impl DynamoStore {
                 if attempt == UNPROCESSED_RETRIES {
                     return Err(StoreError::Backend {
                         op: "BatchWriteItem",
-                        message: format!("{} deletes still unprocessed after {attempt} attempts", pending.len()),
+                        message: format!("{} writes still unprocessed after {attempt} attempts", pending.len()),
                     });
                 }
                 let out = self
@@ -153,6 +158,45 @@ impl DynamoStore {
             }
         }
         Ok(())
+    }
+
+    /// Deletes the connection row first (conditionally on `connectedAt` when `connected_before`
+    /// is given), then every item left under its key. In that order a `subscribe` committing
+    /// meanwhile either precedes the row's delete (its item is then found by the Query after)
+    /// or fails its transaction's condition check on the row: no subscription outlives it.
+    /// `Ok(false)`: the row was younger and kept.
+    async fn remove_where(&self, connection_id: &str, connected_before: Option<i64>) -> Result<bool, StoreError> {
+        let mut delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(META));
+        if let Some(before) = connected_before {
+            delete = delete
+                .condition_expression("attribute_not_exists(#pk) OR #at < :before")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#at", CONNECTED_AT)
+                .expression_attribute_values(":before", n(before));
+        }
+        match delete.send().await {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                return Ok(false)
+            }
+            Err(e) => return Err(backend("DeleteItem", e)),
+        }
+        let keys = self
+            .connection_items(connection_id)
+            .await?
+            .into_iter()
+            .map(|item| item.into_iter().filter(|(k, _)| k == PK || k == SK).collect())
+            .collect();
+        self.delete_keys(keys).await?;
+        Ok(true)
     }
 
     /// All items of one connection (its META row and its subscriptions).
@@ -417,6 +461,9 @@ impl ConnectionStore for DynamoStore {
         if let Some(ip) = &c.source_ip {
             item.insert(SOURCE_IP.to_owned(), s(ip));
         }
+        if let Some(path) = &c.path {
+            item.insert(PATH.to_owned(), s(path));
+        }
         let result = self
             .client
             .put_item()
@@ -456,6 +503,7 @@ impl ConnectionStore for DynamoStore {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
             source_ip: get_s(meta, SOURCE_IP),
+            path: get_s(meta, PATH),
             ttl,
         };
         let topics = items
@@ -467,13 +515,104 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn remove_connection(&self, connection_id: &str) -> Result<(), StoreError> {
-        let keys = self
-            .connection_items(connection_id)
-            .await?
-            .into_iter()
-            .map(|item| item.into_iter().filter(|(k, _)| k == PK || k == SK).collect())
-            .collect();
-        self.delete_keys(keys).await
+        self.remove_where(connection_id, None).await.map(|_| ())
+    }
+
+    async fn remove_connection_older_than(
+        &self,
+        connection_id: &str,
+        connected_before: i64,
+    ) -> Result<bool, StoreError> {
+        self.remove_where(connection_id, Some(connected_before)).await
+    }
+
+    async fn claim_job(&self, job_key: &str, claimer: &str, ttl: i64) -> Result<bool, StoreError> {
+        // Only pk, sk, claimedBy and ttl: the claim must never enter an index.
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(job_pk(job_key)))
+            .item(SK, s(CLAIM))
+            .item(CLAIMED_BY, s(claimer))
+            .item(TTL, n(ttl))
+            .condition_expression("attribute_not_exists(#pk) OR #by = :by")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#by", CLAIMED_BY)
+            .expression_attribute_values(":by", s(claimer))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(backend("PutItem", e)),
+        }
+    }
+
+    async fn take_send_token(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst: u32,
+    ) -> Result<bool, StoreError> {
+        // GCRA on one attribute, without a read: an idle bucket restarts at now + interval;
+        // a busy one moves its arrival time on by one interval while that stays within the
+        // burst. DynamoDB cannot compute max() in an update, hence two conditional variants.
+        let tolerance = interval_ms.saturating_mul(i64::from(burst.max(1)) - 1);
+        let update = |expression: &str, condition: &str| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key(PK, s(connection_pk(connection_id)))
+                .key(SK, s(META))
+                .update_expression(expression.to_owned())
+                .condition_expression(condition.to_owned())
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#tat", SEND_TAT)
+        };
+        let idle = update(
+            "SET #tat = :next",
+            "attribute_exists(#pk) AND (attribute_not_exists(#tat) OR #tat < :now)",
+        )
+        .expression_attribute_values(":now", n(now_ms))
+        .expression_attribute_values(":next", n(now_ms.saturating_add(interval_ms)))
+        .send()
+        .await;
+        match idle {
+            Ok(_) => return Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(backend("UpdateItem", e)),
+        }
+        let busy = update(
+            "SET #tat = #tat + :interval",
+            "attribute_exists(#pk) AND #tat <= :limit",
+        )
+        .expression_attribute_values(":interval", n(interval_ms))
+        .expression_attribute_values(":limit", n(now_ms.saturating_add(tolerance)))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+        match busy {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                // With ALL_OLD the failure carries the row when there is one.
+                match e.err() {
+                    UpdateItemError::ConditionalCheckFailedException(c) if c.item().is_none() => {
+                        Err(StoreError::NotConnected(connection_id.to_owned()))
+                    }
+                    _ => Ok(false),
+                }
+            }
+            Err(e) => Err(backend("UpdateItem", e)),
+        }
     }
 
     /// The cap holds under concurrency without a read: the connection item counts its
@@ -689,6 +828,22 @@ impl ConnectionStore for DynamoStore {
                 .collect(),
             _ => vec![Cursor::default()],
         }
+    }
+
+    async fn record(&self, publication: &NewPublication<'_>, now: i64) -> Result<Recorded, StoreError> {
+        self.record_publication(publication, now).await
+    }
+
+    async fn history(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+        keep: u64,
+        ttl: i64,
+        now: i64,
+    ) -> Result<History, StoreError> {
+        self.read_history(stream, after, limit, keep, ttl, now).await
     }
 
     async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError> {

@@ -6,9 +6,11 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 
+use super::stream::{first_kept, new_epoch};
 use super::table::CONNECTION_ID;
 use super::{
-    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, Page, Pages, Presence, Segment, StoreError,
+    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, History, NewPublication, Page, Pages,
+    Presence, Recorded, Segment, StoreError, StoredPublication, StreamPos,
 };
 
 /// Parallel segments of a broadcast, as the DynamoDB store's default.
@@ -31,6 +33,52 @@ struct State {
     subscriptions: HashMap<String, BTreeSet<String>>,
     /// user id → (last active, epoch ms; ttl)
     presence: HashMap<String, (i64, i64)>,
+    /// job key → (claiming message, ttl)
+    claims: HashMap<String, (String, i64)>,
+    /// connection id → the send bucket's theoretical arrival time (epoch ms)
+    send_tat: HashMap<String, i64>,
+    /// stream → its head and publications
+    streams: HashMap<String, StreamState>,
+    /// (stream, idempotency key) → who holds it, the seq it got, ttl
+    keys: HashMap<(String, String), KeyState>,
+}
+
+struct StreamState {
+    head: StreamPos,
+    ttl: i64,
+    /// seq → (body, ttl); only this epoch's.
+    publications: BTreeMap<u64, (String, i64)>,
+}
+
+struct KeyState {
+    owner: String,
+    pos: StreamPos,
+    ttl: i64,
+}
+
+impl State {
+    /// The stream's live head, a new one (seq 0, new epoch) in place of a missing or expired one.
+    fn stream(&mut self, stream: &str, ttl: i64, now: i64) -> &mut StreamState {
+        let state = self.streams.entry(stream.to_owned()).or_insert_with(|| StreamState {
+            head: StreamPos {
+                seq: 0,
+                epoch: new_epoch(),
+            },
+            ttl,
+            publications: BTreeMap::new(),
+        });
+        if !is_live(state.ttl, now) {
+            *state = StreamState {
+                head: StreamPos {
+                    seq: 0,
+                    epoch: new_epoch(),
+                },
+                ttl,
+                publications: BTreeMap::new(),
+            };
+        }
+        state
+    }
 }
 
 pub struct MemoryStore {
@@ -101,9 +149,65 @@ impl ConnectionStore for MemoryStore {
         }))
     }
 
+    async fn remove_connection_older_than(
+        &self,
+        connection_id: &str,
+        connected_before: i64,
+    ) -> Result<bool, StoreError> {
+        let young = self
+            .lock()
+            .connections
+            .get(connection_id)
+            .is_some_and(|c| c.connected_at >= connected_before);
+        if young {
+            return Ok(false);
+        }
+        self.remove_connection(connection_id).await?;
+        Ok(true)
+    }
+
+    async fn claim_job(&self, job_key: &str, claimer: &str, ttl: i64) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        match state.claims.get(job_key) {
+            Some((by, _)) if by != claimer => Ok(false),
+            _ => {
+                state.claims.insert(job_key.to_owned(), (claimer.to_owned(), ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn take_send_token(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst: u32,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        if !state.connections.contains_key(connection_id) {
+            return Err(StoreError::NotConnected(connection_id.to_owned()));
+        }
+        let tolerance = interval_ms.saturating_mul(i64::from(burst.max(1)) - 1);
+        let tat = state
+            .send_tat
+            .get(connection_id)
+            .copied()
+            .unwrap_or(i64::MIN)
+            .max(now_ms);
+        if tat > now_ms.saturating_add(tolerance) {
+            return Ok(false);
+        }
+        state
+            .send_tat
+            .insert(connection_id.to_owned(), tat.saturating_add(interval_ms));
+        Ok(true)
+    }
+
     async fn remove_connection(&self, connection_id: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
         state.connections.remove(connection_id);
+        state.send_tat.remove(connection_id);
         for topic in state.subscriptions.remove(connection_id).unwrap_or_default() {
             if let Some(members) = state.topics.get_mut(&topic) {
                 members.remove(connection_id);
@@ -235,6 +339,74 @@ impl ConnectionStore for MemoryStore {
         }
     }
 
+    async fn record(&self, p: &NewPublication<'_>, now: i64) -> Result<Recorded, StoreError> {
+        let mut state = self.lock();
+        let key = p.key.map(|k| (p.stream.to_owned(), k.to_owned()));
+        if let Some(held) = key
+            .as_ref()
+            .and_then(|k| state.keys.get(k))
+            .filter(|k| is_live(k.ttl, now))
+        {
+            return Ok(if held.owner == p.owner {
+                Recorded::Again(held.pos.clone())
+            } else {
+                Recorded::Duplicate(Some(held.pos.clone()))
+            });
+        }
+        let stream = state.stream(p.stream, p.ttl, now);
+        // Expired publications leave from the front (they are in ttl order too).
+        while let Some(oldest) = stream.publications.first_entry() {
+            if is_live(oldest.get().1, now) {
+                break;
+            }
+            oldest.remove();
+        }
+        stream.head.seq += 1;
+        stream.ttl = stream.ttl.max(p.ttl);
+        stream.publications.insert(stream.head.seq, (p.body.to_owned(), p.ttl));
+        let pos = stream.head.clone();
+        if let Some(key) = key {
+            let held = KeyState {
+                owner: p.owner.to_owned(),
+                pos: pos.clone(),
+                ttl: p.ttl,
+            };
+            state.keys.insert(key, held);
+        }
+        Ok(Recorded::New(pos))
+    }
+
+    async fn history(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+        keep: u64,
+        ttl: i64,
+        now: i64,
+    ) -> Result<History, StoreError> {
+        let mut state = self.lock();
+        let stream = state.stream(stream, ttl, now);
+        let head = stream.head.clone();
+        let from = first_kept(head.seq, after, keep);
+        let mut live = stream
+            .publications
+            .range(from..)
+            .take_while(|(seq, _)| **seq <= head.seq)
+            .filter(|(_, (_, ttl))| is_live(*ttl, now))
+            .map(|(seq, (body, _))| StoredPublication {
+                seq: *seq,
+                body: body.clone(),
+            });
+        let publications: Vec<StoredPublication> = live.by_ref().take(limit).collect();
+        let more = live.next().is_some();
+        Ok(History {
+            head,
+            publications,
+            more,
+        })
+    }
+
     async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError> {
         let after = match &cursor.after {
             None => None,
@@ -306,6 +478,7 @@ mod tests {
             user_id: "u".into(),
             connected_at: 0,
             source_ip: None,
+            path: None,
             ttl: 100,
         };
         store.put_connection(&connection).await.unwrap();

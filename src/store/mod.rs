@@ -10,6 +10,7 @@ pub mod capacity;
 pub mod contract;
 pub mod dynamo;
 pub mod memory;
+pub mod stream;
 pub mod table;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
+
+pub use stream::{History, NewPublication, Recorded, StoredPublication, StreamPos};
 
 /// A registered WebSocket connection. Holds no credentials, ever.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub struct Connection {
     /// Epoch milliseconds, as API Gateway reports `connectedAt`.
     pub connected_at: i64,
     pub source_ip: Option<String>,
+    /// The URL path the client connected to (`EdgePath`, see [`crate::edge`]); never a credential.
+    pub path: Option<String>,
     /// Epoch seconds after which the row is dead even if still stored.
     pub ttl: i64,
 }
@@ -109,8 +114,34 @@ pub trait ConnectionStore: Send + Sync {
     /// The live connection and its topics, or `None`.
     async fn get_connection(&self, connection_id: &str, now: i64) -> Result<Option<ConnectionView>, StoreError>;
 
-    /// Removes the connection and every subscription it holds. Idempotent.
+    /// Removes the connection and every subscription it holds. Idempotent. The connection
+    /// row goes first, so a `subscribe` racing the removal fails instead of leaving an orphan.
     async fn remove_connection(&self, connection_id: &str) -> Result<(), StoreError>;
+
+    /// As [`Self::remove_connection`], but only when the connection's `connectedAt` (epoch ms)
+    /// is before `connected_before` (a conditional delete); `Ok(false)` when a younger row
+    /// was kept. A 410 from a post racing `$connect` must not delete the new connection.
+    async fn remove_connection_older_than(
+        &self,
+        connection_id: &str,
+        connected_before: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Claims a shard job for the SQS message `claimer` until `ttl` (epoch seconds): `true`
+    /// when the job was unclaimed or already claimed by the same message (a redelivery),
+    /// `false` when another message (a duplicate enqueue) holds it.
+    async fn claim_job(&self, job_key: &str, claimer: &str, ttl: i64) -> Result<bool, StoreError>;
+
+    /// Takes one token from the connection's send bucket (GCRA: one token every `interval_ms`,
+    /// at most `burst` at once) at `now_ms`; `false` when the bucket is empty. Fails with
+    /// `NotConnected` when the connection row is absent.
+    async fn take_send_token(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        burst: u32,
+    ) -> Result<bool, StoreError>;
 
     /// Subscribes a live connection (`NotConnected` otherwise) until `ttl`, unless that would
     /// take it past `max_topics` subscriptions (`TooManyTopics`; concurrent subscribes cannot
@@ -146,6 +177,23 @@ pub trait ConnectionStore: Send + Sync {
     /// One page of at most about `limit` members of `group` from `cursor` (fewer when rows
     /// are expired; possibly none while `next` is still set).
     async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError>;
+
+    /// Records a publication on its stream ([`stream`]): the stream's next seq, or, when its
+    /// key is already held, the seq the key holds. Seqs of one epoch are consecutive from 1.
+    async fn record(&self, publication: &NewPublication<'_>, now: i64) -> Result<Recorded, StoreError>;
+
+    /// The stream's head and at most `limit` live publications with seq > `after` among its
+    /// last `keep`, ascending. A stream without a live head gets one (seq 0, a new epoch, kept
+    /// until `ttl`), so every reader learns the epoch its position belongs to.
+    async fn history(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+        keep: u64,
+        ttl: i64,
+        now: i64,
+    ) -> Result<History, StoreError>;
 }
 
 /// Users per [`ConnectionStore::presence`] call: one DynamoDB BatchGetItem.
@@ -161,5 +209,10 @@ mod tests {
     #[tokio::test]
     async fn memory_store_meets_the_contract() {
         super::contract::run(&super::memory::MemoryStore::with_page_size(10), "t-").await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_streams() {
+        super::contract::history::run(&super::memory::MemoryStore::new(), "h-").await;
     }
 }

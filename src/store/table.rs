@@ -3,9 +3,18 @@
 //!
 //! | item          | pk              | sk            | other attributes                                   |
 //! |---------------|-----------------|---------------|----------------------------------------------------|
-//! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, ttl, topicCount? |
+//! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, path?, ttl, topicCount? |
 //! | subscription  | `CONN#<connId>` | `TOPIC#<t>`   | connectionId, topic, ttl                           |
 //! | presence      | `USER#<userId>` | `PRESENCE`    | lastActiveAt, ttl                                  |
+//! | stream head   | `STREAM#<s>`    | `HEAD`        | seq, epoch, ttl                                    |
+//! | publication   | `STREAM#<s>`    | `SEQ#<seq>`   | epoch, body, ttl (seq zero-padded to 20 digits)    |
+//! | idempotency   | `STREAM#<s>`    | `KEY#<key>`   | owner, seq?, epoch?, ttl                           |
+//!
+//! Stream items ([`crate::store::stream`]) carry none of the index keys, so no index sees them.
+//! | job claim     | `JOB#<key>`     | `CLAIM`       | claimedBy, ttl                                     |
+//!
+//! The connection item also carries `sendTat` once its client sends (the send rate limit's
+//! theoretical arrival time, epoch ms; see [`crate::store::ConnectionStore::take_send_token`]).
 //!
 //! GSIs are sparse: only connection items carry `userId`, only subscription items carry `topic`.
 //! The presence item must never carry `userId`, `topic` or `connectionId`: with them it would
@@ -28,6 +37,8 @@ pub const USER_ID: &str = "userId";
 pub const TOPIC: &str = "topic";
 pub const CONNECTED_AT: &str = "connectedAt";
 pub const SOURCE_IP: &str = "sourceIp";
+/// The connection's URL path (`EdgePath`), when it has one.
+pub const PATH: &str = "path";
 pub const TTL: &str = "ttl";
 /// On the connection item: its subscriptions, kept by the same transactions that write them,
 /// so `MAX_TOPICS_PER_CONNECTION` holds under concurrent subscribes. Absent means none.
@@ -36,7 +47,17 @@ pub const META: &str = "META";
 /// Epoch milliseconds of the user's latest connect or disconnect.
 pub const LAST_ACTIVE_AT: &str = "lastActiveAt";
 pub const PRESENCE: &str = "PRESENCE";
+/// A shard job's claim: which SQS message holds it ([`crate::shard`]).
+pub const CLAIM: &str = "CLAIM";
+pub const CLAIMED_BY: &str = "claimedBy";
+/// The send rate limit's state on the connection item.
+pub const SEND_TAT: &str = "sendTat";
 pub const BY_USER: &str = "byUser";
+pub const HEAD: &str = "HEAD";
+pub const SEQ: &str = "seq";
+pub const EPOCH: &str = "epoch";
+pub const BODY: &str = "body";
+pub const OWNER: &str = "owner";
 pub const BY_TOPIC: &str = "byTopic";
 
 pub fn connection_pk(connection_id: &str) -> String {
@@ -50,6 +71,23 @@ pub fn user_pk(user_id: &str) -> String {
 
 pub fn user_of_pk(pk: &str) -> Option<&str> {
     pk.strip_prefix("USER#")
+}
+
+pub fn stream_pk(stream: &str) -> String {
+    format!("STREAM#{stream}")
+}
+
+/// Zero-padded, so the sort key orders publications by seq.
+pub fn seq_sk(seq: u64) -> String {
+    format!("SEQ#{seq:020}")
+}
+
+pub fn key_sk(key: &str) -> String {
+    format!("KEY#{key}")
+}
+
+pub fn job_pk(job_key: &str) -> String {
+    format!("JOB#{job_key}")
 }
 
 pub fn topic_sk(topic: &str) -> String {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses its own subset
 
 pub mod asyncapi;
+pub mod emf;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
