@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode};
 use common::sdk_config;
-use futures::{SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt, TryStreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -909,6 +909,211 @@ async fn online_status_is_served_over_http_like_the_http_api() {
     assert_eq!(users[0]["online"], false);
     assert!(users[0]["lastActiveAt"].is_i64(), "kept after the disconnect: {body}");
     hub.shutdown().await;
+}
+
+/// A client that completes the WebSocket handshake and then never reads: what the hub sends
+/// it piles up in the TCP buffers, then in the hub's queue for it. Its receive buffer is made
+/// small so that happens after little data.
+async fn stalled_client(hub: &TestHub) -> (TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr: std::net::SocketAddr = hub.http.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    let handshake = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\ntoken: t\r\n\r\n"
+    );
+    tcp.write_all(handshake.as_bytes()).await.unwrap();
+    // Byte by byte, so nothing after the 101's head is taken off the socket.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let ids: Vec<String> = hub
+        .store
+        .members(wshub::store::Group::Everyone, now)
+        .try_concat()
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1, "one client on this hub");
+    (tcp, ids[0].clone())
+}
+
+/// What [`fill`] found.
+struct Filled {
+    /// Posts answered 200, all before any other answer.
+    delivered: usize,
+    /// A post answered 429: the socket's queue was full, so its writer was stuck on the client.
+    full: bool,
+}
+
+const FILL_FRAME: usize = 100 * 1024;
+
+/// Posts 100 KB frames to a client that does not read until one answers 429, for at most
+/// 20 MB: far more than loopback TCP holds for a 4 KB reader (the sender's buffer is at most
+/// `tcp_wmem`'s 4 MB by default), so the hub's writer is stuck on the client by then whatever
+/// bounds its queue. Every answer before the 429 is a 200: the socket was open all along.
+async fn fill(hub: &TestHub, id: &str) -> Filled {
+    let url = format!("{}/@connections/{}", hub.http, encode(id));
+    let body = "x".repeat(FILL_FRAME);
+    let mut delivered = 0;
+    while delivered < 200 {
+        match http(Method::POST, &url, &body).await {
+            (StatusCode::OK, ..) => delivered += 1,
+            (StatusCode::TOO_MANY_REQUESTS, headers, _) => {
+                assert_eq!(headers["x-amzn-errortype"], "LimitExceededException");
+                return Filled { delivered, full: true };
+            }
+            (status, _, text) => panic!("post {delivered}: {status} {text}: the socket closed before its queue filled"),
+        }
+    }
+    Filled { delivered, full: false }
+}
+
+/// Like [`wait_removed`], with room for a close that waits out a stuck send (2 s) first.
+async fn wait_removed_slowly(hub: &TestHub, id: &str) {
+    for _ in 0..500 {
+        if !hub.stored(id).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("connection {id} still stored");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_fills_a_bounded_queue_then_posts_answer_429() {
+    let hub = start_with(Settings::default(), &[("AUTH_TOKENS", "t")]).await;
+    let (tcp, id) = stalled_client(&hub).await;
+    let filled = fill(&hub, &id).await;
+    assert!(
+        filled.full,
+        "posts to a client that does not read end in 429: the queue is bounded"
+    );
+    // The SDK reads the 429 as API Gateway's LimitExceededException.
+    let sdk = sdk_client(&format!("{}/local", hub.http)).await;
+    let err = sdk
+        .post_to_connection()
+        .connection_id(&id)
+        .data(aws_sdk_apigatewaymanagement::primitives::Blob::new(vec![
+            b'x';
+            FILL_FRAME
+        ]))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.into_service_error(),
+            aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError::LimitExceededException(
+                _
+            )
+        ),
+        "429 LimitExceededException"
+    );
+    // The socket stays open, as AWS documents no close for a full buffer.
+    let url = format!("{}/@connections/{}", hub.http, encode(&id));
+    assert_eq!(http(Method::GET, &url, "").await.0, StatusCode::OK);
+
+    // The client reads again: it gets every frame that was accepted, then what is posted once
+    // there is room; the refused ones are gone.
+    let mut ws =
+        WebSocketStream::from_raw_socket(tcp, tokio_tungstenite::tungstenite::protocol::Role::Client, None).await;
+    let reader = tokio::spawn(async move {
+        let mut frames = 0;
+        while let Some(message) = ws.next().await {
+            match message.unwrap() {
+                Message::Text(text) if text.as_str() == "after" => return (frames, ws),
+                Message::Text(text) => {
+                    assert_eq!(text.len(), FILL_FRAME);
+                    frames += 1;
+                }
+                _ => {}
+            }
+        }
+        panic!("the socket closed before the frame posted after the 429s");
+    });
+    let mut posted = false;
+    for _ in 0..500 {
+        match http(Method::POST, &url, "after").await.0 {
+            StatusCode::OK => {
+                posted = true;
+                break;
+            }
+            StatusCode::TOO_MANY_REQUESTS => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => panic!("{other}"),
+        }
+    }
+    assert!(posted, "the queue drains once the client reads");
+    let (frames, mut ws) = reader.await.unwrap();
+    assert_eq!(frames, filled.delivered, "every 200 was delivered, no 429 was");
+    ws.close(None).await.unwrap();
+    wait_removed(&hub, &id).await;
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn delete_connection_closes_a_socket_whose_send_is_blocked() {
+    let hub = start_with(Settings::default(), &[("AUTH_TOKENS", "t")]).await;
+    let (_tcp, id) = stalled_client(&hub).await;
+    let filled = fill(&hub, &id).await;
+    let url = format!("{}/@connections/{}", hub.http, encode(&id));
+    assert_eq!(http(Method::DELETE, &url, "").await.0, StatusCode::NO_CONTENT);
+    // Closing: posts answer 410 at once, though the close frame is stuck behind the queue.
+    let at_once = http(Method::POST, &url, "x").await.0;
+    wait_removed_slowly(&hub, &id).await;
+    assert_eq!(at_once, StatusCode::GONE);
+    assert!(filled.full, "the writer was stuck when DELETE came");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_idle_timeout_closes_a_socket_whose_send_is_blocked() {
+    // Long enough for `fill` to finish first: it asserts so.
+    let settings = Settings {
+        idle_timeout: Duration::from_secs(3),
+        ..Settings::default()
+    };
+    let hub = start_with(settings, &[("AUTH_TOKENS", "t")]).await;
+    let (_tcp, id) = stalled_client(&hub).await;
+    let filled = fill(&hub, &id).await;
+    wait_removed_slowly(&hub, &id).await;
+    assert!(filled.full, "the writer was stuck when the idle timeout came");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_maximum_duration_closes_a_socket_whose_send_is_blocked() {
+    let settings = Settings {
+        max_duration: Duration::from_secs(3),
+        ..Settings::default()
+    };
+    let hub = start_with(settings, &[("AUTH_TOKENS", "t")]).await;
+    let (_tcp, id) = stalled_client(&hub).await;
+    let filled = fill(&hub, &id).await;
+    wait_removed_slowly(&hub, &id).await;
+    assert!(filled.full, "the writer was stuck when the maximum duration came");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_socket_whose_send_is_blocked_and_runs_disconnect() {
+    let hub = start_with(Settings::default(), &[("AUTH_TOKENS", "t")]).await;
+    let (_tcp, id) = stalled_client(&hub).await;
+    let filled = fill(&hub, &id).await;
+    let store = hub.store.clone();
+    // Waits for every socket's `$disconnect`, up to the hub's 10 s grace.
+    hub.shutdown().await;
+    assert!(store.get_connection(&id, 0).await.unwrap().is_none(), "$disconnect ran");
+    assert!(filled.full, "the writer was stuck when shutdown came");
 }
 
 /// Issue "no message lost across a reconnect", end to end with a real client: the backend drops

@@ -61,6 +61,10 @@ pub struct Settings {
     pub stage: String,
     pub idle_timeout: Duration,
     pub max_duration: Duration,
+    /// Bytes a socket may hold queued for a client that is slow to read; a post that does not
+    /// fit answers 429 LimitExceededException and the socket stays open (see
+    /// [`notifier::Socket::send`]).
+    pub outbound_queue_bytes: usize,
     /// `--forward-url`: where forwarded client actions are POSTed (an `http://` URL).
     pub forward_url: Option<String>,
 }
@@ -71,6 +75,7 @@ impl Default for Settings {
             stage: DEFAULT_STAGE.into(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_duration: DEFAULT_MAX_DURATION,
+            outbound_queue_bytes: notifier::DEFAULT_OUTBOUND_QUEUE_BYTES,
             forward_url: None,
         }
     }
