@@ -2,9 +2,9 @@
 # Runs every test: format and lint gates, template lints and checkov, the AsyncAPI document's
 # validation (scripts/validate-asyncapi.sh), unit tests, the integration tests against a moto
 # server that this script installs, starts on a free port and stops again, the release binary
-# driven through a local Lambda Runtime API, a short fuzz run (scripts/fuzz-smoke.sh), the local
-# hub's end-to-end checks with wscat and headless Chromium (scripts/e2e-local.sh), and
-# `sam build` for arm64.
+# driven through a local Lambda Runtime API, a short fuzz run (scripts/fuzz-smoke.sh), the
+# JavaScript client's tests (scripts/test-js.sh), the local hub's end-to-end checks with wscat
+# and headless Chromium (scripts/e2e-local.sh), and `sam build` for arm64.
 # Needs a Rust toolchain (rustup), python3 and Node.js with npm on PATH; installs the rest
 # itself (Chromium with apt-get when /usr/bin/chromium is missing, which needs root; the
 # nightly toolchain and cargo-fuzz for the fuzz run).
@@ -40,6 +40,10 @@ cargo test --all-targets --locked -- --include-ignored
 
 # The fuzz targets (fuzz/), briefly, from their committed corpus; see BENCHMARKS.md for long runs.
 ./scripts/fuzz-smoke.sh
+
+# The JavaScript client (clients/js): built, packed, unit-tested, and run against the local hub
+# and in headless Chromium.
+./scripts/test-js.sh
 
 # The local hub, end to end, with real clients.
 ./scripts/e2e-local.sh

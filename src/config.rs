@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::auth::{AuthConfig, AuthConfigError};
+use crate::auth::{AuthConfig, AuthConfigError, ClaimRules, TokenUse};
 use crate::forward::ForwardConfig;
 use crate::secrets::{self, SecretSources};
 use crate::topics::{self, TopicAccess};
@@ -27,6 +27,7 @@ pub const MAX_HISTORY_SIZE: u64 = 10_000;
 pub const DEFAULT_SEND_RATE_PER_SECOND: u32 = 10;
 /// …and at once after a quiet spell.
 pub const DEFAULT_SEND_RATE_BURST: u32 = 20;
+pub const DEFAULT_MAX_TOPICS_PER_CONNECTION: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -66,7 +67,7 @@ pub struct Config {
     pub send_rate_per_second: u32,
     /// `SEND_RATE_BURST`: `sendmessage` frames a quiet connection may send at once.
     pub send_rate_burst: u32,
-    /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`.
+    /// `AUTH_TOKENS`, `JWT_SECRET`, `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_TOKEN_USE`.
     pub auth: AuthConfig,
     /// `TOPIC_ACCESS` and `PUBLIC_TOPICS`.
     pub topic_access: TopicAccess,
@@ -85,6 +86,10 @@ pub struct Config {
     pub secrets: SecretSources,
     /// `FORWARD_ACTIONS` and `FORWARD_EVENT_BUS`: client actions sent on to the backend.
     pub forward: Option<ForwardConfig>,
+    /// `MAX_TOPICS_PER_CONNECTION`: subscriptions one connection may hold; past it `subscribe`
+    /// answers `too_many_topics`. Bounds what one client costs in storage, `$disconnect` and
+    /// `whoami`.
+    pub max_topics_per_connection: usize,
 }
 
 /// Publisher keys: comma-separated, each 16-4096 bytes without spaces, so a key is never a
@@ -207,6 +212,9 @@ impl Config {
                         reason: format!("expected 1-10000, got {n}"),
                     })
             })?;
+        let max_topics_per_connection = parse_number(get("MAX_TOPICS_PER_CONNECTION"), "MAX_TOPICS_PER_CONNECTION")?
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .unwrap_or(DEFAULT_MAX_TOPICS_PER_CONNECTION);
         let jwks_url = get("JWT_JWKS_URL");
         if let Some(url) = &jwks_url {
             // Keys fetched over plain http could be swapped in transit; loopback is for tests.
@@ -227,12 +235,22 @@ impl Config {
             }
         }
         let secrets = secret_sources(&get)?;
-        let auth = AuthConfig::with_jwks(
+        let token_use = match get("JWT_TOKEN_USE") {
+            None => None,
+            Some(v) => Some(TokenUse::parse(&v).ok_or_else(|| ConfigError::Invalid {
+                name: "JWT_TOKEN_USE",
+                reason: format!("expected id or access, got {v:?}"),
+            })?),
+        };
+        let auth = AuthConfig::with_rules(
             get("AUTH_TOKENS").as_deref(),
             get("JWT_SECRET").as_deref(),
             jwks_url.as_deref(),
-            get("JWT_ISSUER"),
-            get("JWT_AUDIENCE"),
+            ClaimRules {
+                issuer: get("JWT_ISSUER"),
+                audience: get("JWT_AUDIENCE"),
+                token_use,
+            },
         )?;
         let history = HistoryConfig::from_lookup(get)?;
         let publish_keys = publish_keys(get("PUBLISH_KEYS"))?;
@@ -293,6 +311,7 @@ impl Config {
             presence_topics,
             secrets,
             forward,
+            max_topics_per_connection,
         })
     }
 }
@@ -381,6 +400,7 @@ mod tests {
             (c.send_rate_per_second, c.send_rate_burst),
             (DEFAULT_SEND_RATE_PER_SECOND, DEFAULT_SEND_RATE_BURST)
         );
+        assert_eq!(c.max_topics_per_connection, DEFAULT_MAX_TOPICS_PER_CONNECTION);
         assert!(!c.auth.is_configured(), "no auth variables means nothing is accepted");
         assert_eq!(
             c.history,
@@ -514,6 +534,21 @@ mod tests {
         assert!(err.to_string().contains("JWT_SECRET_PARAMETER"), "{err}");
         let err = config(&[("CONNECTIONS_TABLE", "t"), ("SECRETS_TIMEOUT_MS", "0")]).unwrap_err();
         assert!(err.to_string().contains("SECRETS_TIMEOUT_MS"), "{err}");
+    }
+
+    #[test]
+    fn topic_cap_and_token_use() {
+        let c = config(&[("CONNECTIONS_TABLE", "t"), ("MAX_TOPICS_PER_CONNECTION", "7")]).unwrap();
+        assert_eq!(c.max_topics_per_connection, 7);
+        for bad in ["0", "-1", "many"] {
+            let err = config(&[("CONNECTIONS_TABLE", "t"), ("MAX_TOPICS_PER_CONNECTION", bad)]).unwrap_err();
+            assert!(err.to_string().contains("MAX_TOPICS_PER_CONNECTION"), "{err}");
+        }
+        for good in ["id", "access", ""] {
+            config(&[("CONNECTIONS_TABLE", "t"), ("JWT_TOKEN_USE", good)]).unwrap();
+        }
+        let err = config(&[("CONNECTIONS_TABLE", "t"), ("JWT_TOKEN_USE", "refresh")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_TOKEN_USE"), "{err}");
     }
 
     #[test]

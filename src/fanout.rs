@@ -527,7 +527,7 @@ mod tests {
                 ttl: i64::MAX,
             };
             store.put_connection(&c).await.unwrap();
-            store.subscribe(id, "t", i64::MAX, 0).await.unwrap();
+            store.subscribe(id, "t", i64::MAX, 0, usize::MAX).await.unwrap();
         }
         let notifier = MemoryNotifier::new();
         notifier.mark_gone("young");

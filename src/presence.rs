@@ -206,7 +206,7 @@ mod tests {
                     .await
                     .unwrap();
                 store
-                    .subscribe_member(&c, &long(i), "room", now + 100, now)
+                    .subscribe_member(&c, &long(i), "room", now + 100, now, 100)
                     .await
                     .unwrap();
             }

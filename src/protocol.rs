@@ -50,6 +50,8 @@ pub enum ErrorCode {
     RateLimited,
     /// `presence` on a topic outside `PRESENCE_TOPICS`: its members are not tracked.
     NotPresenceTopic,
+    /// `subscribe` would take the connection past `MAX_TOPICS_PER_CONNECTION` subscriptions.
+    TooManyTopics,
     /// A backend failed; the request may be retried.
     Internal,
 }

@@ -534,7 +534,10 @@ mod tests {
             };
             store.put_connection(&c).await.unwrap();
             if i % 2 == 0 {
-                store.subscribe(&c.connection_id, "news", i64::MAX, 0).await.unwrap();
+                store
+                    .subscribe(&c.connection_id, "news", i64::MAX, 0, usize::MAX)
+                    .await
+                    .unwrap();
             }
         }
         let threshold = threshold.to_string();

@@ -18,7 +18,7 @@ use wshub::store::memory::MemoryStore;
 use wshub::{Config, Hub};
 
 /// Every error code. The match makes a new variant a compile error here until it is listed.
-const ERROR_CODES: [ErrorCode; 12] = [
+const ERROR_CODES: [ErrorCode; 13] = [
     ErrorCode::BadJson,
     ErrorCode::MissingAction,
     ErrorCode::UnknownAction,
@@ -30,6 +30,7 @@ const ERROR_CODES: [ErrorCode; 12] = [
     ErrorCode::NotConnected,
     ErrorCode::RateLimited,
     ErrorCode::NotPresenceTopic,
+    ErrorCode::TooManyTopics,
     ErrorCode::Internal,
 ];
 
@@ -46,6 +47,7 @@ fn wire_name(code: ErrorCode) -> String {
         | ErrorCode::NotConnected
         | ErrorCode::RateLimited
         | ErrorCode::NotPresenceTopic
+        | ErrorCode::TooManyTopics
         | ErrorCode::Internal => serde_json::to_value(code).unwrap().as_str().unwrap().to_owned(),
     }
 }
@@ -434,6 +436,16 @@ async fn the_handlers_produce_every_message_and_error_code_of_the_document() {
     let send = r#"{"action":"sendmessage","topic":"t","data":1}"#;
     limited.request(s, "A", send).await;
     assert_eq!(limited.request(s, "A", send).await["code"], "rate_limited");
+    let capped = fixture(&[("MAX_TOPICS_PER_CONNECTION", "1")]);
+    capped.connect("A", "alice").await;
+    assert_eq!(
+        capped.request(s, "A", r#"{"action":"subscribe","topic":"one"}"#).await["action"],
+        "subscribed"
+    );
+    let reply = capped
+        .request(s, "A", r#"{"action":"subscribe","topic":"two","id":5}"#)
+        .await;
+    assert_eq!(reply["code"], "too_many_topics");
 
     // No @connections endpoint can be derived: the backend side is broken, not the request.
     let unconfigured = fixture(&[("APIGW_MANAGEMENT_ENDPOINT", "")]);

@@ -352,7 +352,10 @@ async fn a_subscribe_committing_during_a_removal_leaves_no_orphan() {
         ttl: now + 3600,
     };
     plain.put_connection(&c).await.unwrap();
-    plain.subscribe("racing", "first", now + 3600, now).await.unwrap();
+    plain
+        .subscribe("racing", "first", now + 3600, now, usize::MAX)
+        .await
+        .unwrap();
     let outcome = Arc::new(std::sync::Mutex::new(None));
     let (writer, seen) = (plain.clone(), outcome.clone());
     let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
@@ -362,7 +365,7 @@ async fn a_subscribe_committing_during_a_removal_leaves_no_orphan() {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(writer.subscribe("racing", "late", now + 3600, now))
+            runtime.block_on(writer.subscribe("racing", "late", now + 3600, now, usize::MAX))
         })
         .join()
         .unwrap();
@@ -534,7 +537,10 @@ async fn a_large_sendmessage_goes_through_sqs_and_the_rate_limit_holds() {
             ttl: now + 3600,
         };
         store.put_connection(&c).await.unwrap();
-        store.subscribe(&id, "crowd", now + 3600, now).await.unwrap();
+        store
+            .subscribe(&id, "crowd", now + 3600, now, usize::MAX)
+            .await
+            .unwrap();
     }
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -615,4 +621,156 @@ async fn a_large_sendmessage_goes_through_sqs_and_the_rate_limit_holds() {
             ]
         );
     }
+}
+
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn subscribe_past_max_topics_per_connection_answers_too_many_topics() {
+    let store = Arc::new(fresh_table().await);
+    let config = Config::from_lookup(|name| match name {
+        "CONNECTIONS_TABLE" => Some(store.table().to_owned()),
+        "APIGW_MANAGEMENT_ENDPOINT" => Some("http://127.0.0.1:9/prod".into()),
+        "AUTH_TOKENS" => Some("alice=alice-token".into()),
+        "MAX_TOPICS_PER_CONNECTION" => Some("2".into()),
+        _ => None,
+    })
+    .unwrap();
+    let hub = Hub::new(config, store.clone(), Arc::new(MemoryNotifier::new()));
+    let event = |route: &str, event_type: &str, body: Option<serde_json::Value>| {
+        json!({
+            "requestContext": {"routeKey": route, "eventType": event_type, "connectionId": "Cap0cOFvHcCIhw=",
+                "connectedAt": 1795244400000i64, "requestTimeEpoch": 1795244400000i64, "messageId": "m1",
+                "stage": "prod", "apiId": "abcdef1234", "identity": {"sourceIp": "198.51.100.7"},
+                "authorizer": {"principalId": "alice", "userId": "alice", "integrationLatency": 3}},
+            "headers": {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"},
+            "body": body.map(|b| b.to_string()),
+            "isBase64Encoded": false
+        })
+    };
+    let subscribe = |topic: &str| {
+        let e = event(
+            "subscribe",
+            "MESSAGE",
+            Some(json!({"action": "subscribe", "topic": topic, "id": topic})),
+        );
+        let hub = &hub;
+        async move { common::asyncapi::reply_frame(&wshub::handle(hub, e, None).await.unwrap()) }
+    };
+    let connected = wshub::handle(&hub, event("$connect", "CONNECT", None), None)
+        .await
+        .unwrap();
+    assert_eq!(connected["statusCode"], 200);
+    assert_eq!(subscribe("a").await["action"], "subscribed");
+    assert_eq!(subscribe("b").await["action"], "subscribed");
+    assert_eq!(subscribe("a").await["action"], "subscribed", "renewing a held topic");
+    let refused = subscribe("c").await;
+    assert_eq!(refused["action"], "error");
+    assert_eq!(refused["code"], "too_many_topics");
+    assert_eq!(refused["id"], "c");
+    let e = event(
+        "unsubscribe",
+        "MESSAGE",
+        Some(json!({"action": "unsubscribe", "topic": "a"})),
+    );
+    wshub::handle(&hub, e, None).await.unwrap();
+    assert_eq!(
+        subscribe("c").await["action"],
+        "subscribed",
+        "unsubscribing frees a place"
+    );
+    let whoami = wshub::handle(
+        &hub,
+        event("whoami", "MESSAGE", Some(json!({"action": "whoami"}))),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut topics: Vec<String> =
+        serde_json::from_value(common::asyncapi::reply_frame(&whoami)["topics"].clone()).unwrap();
+    topics.sort();
+    assert_eq!(topics, ["b", "c"]);
+}
+
+/// The cap is decided by the count stored on the connection item, inside the write's own
+/// condition, never by a read taken before it: a subscribe that committed a moment ago (here,
+/// a count raised behind the store's back) is seen by the next one. Racing subscribes are thus
+/// serialised by DynamoDB itself (moto server does not isolate concurrent writes, so the race
+/// is shown on the memory store).
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn the_topic_cap_is_decided_by_the_stored_count_in_the_writes_condition() {
+    use wshub::store::{Connection, StoreError};
+    let store = fresh_table().await;
+    let now = wshub_now();
+    let connection = Connection {
+        connection_id: "counted".into(),
+        user_id: "u".into(),
+        connected_at: 0,
+        source_ip: None,
+        path: None,
+        ttl: now + 600,
+    };
+    store.put_connection(&connection).await.unwrap();
+    store.subscribe("counted", "a", now + 600, now, 3).await.unwrap();
+    let count = |store: &DynamoStore| {
+        let client = store.client().clone();
+        let table = store.table().to_owned();
+        async move {
+            let item = client
+                .get_item()
+                .table_name(table)
+                .key(
+                    table::PK,
+                    aws_sdk_dynamodb::types::AttributeValue::S(table::connection_pk("counted")),
+                )
+                .key(
+                    table::SK,
+                    aws_sdk_dynamodb::types::AttributeValue::S(table::META.into()),
+                )
+                .send()
+                .await
+                .unwrap();
+            item.item().unwrap()[table::TOPIC_COUNT]
+                .as_n()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        }
+    };
+    assert_eq!(count(&store).await, 1);
+    // Two more subscriptions land elsewhere (another invocation, say).
+    store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .key(
+            table::PK,
+            aws_sdk_dynamodb::types::AttributeValue::S(table::connection_pk("counted")),
+        )
+        .key(
+            table::SK,
+            aws_sdk_dynamodb::types::AttributeValue::S(table::META.into()),
+        )
+        .update_expression("SET #c = :three")
+        .expression_attribute_names("#c", table::TOPIC_COUNT)
+        .expression_attribute_values(":three", aws_sdk_dynamodb::types::AttributeValue::N("3".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        store.subscribe("counted", "b", now + 600, now, 3).await,
+        Err(StoreError::TooManyTopics {
+            connection_id: "counted".into(),
+            limit: 3
+        })
+    );
+    // Renewing a held topic does not count again; unsubscribing gives a place back.
+    store.subscribe("counted", "a", now + 600, now, 3).await.unwrap();
+    assert_eq!(count(&store).await, 3);
+    store.unsubscribe("counted", "a").await.unwrap();
+    assert_eq!(count(&store).await, 2);
+    store.unsubscribe("counted", "a").await.unwrap();
+    assert_eq!(count(&store).await, 2, "a second unsubscribe gives nothing back");
+    store.subscribe("counted", "b", now + 600, now, 3).await.unwrap();
+    assert_eq!(count(&store).await, 3);
 }

@@ -39,7 +39,7 @@ async fn connect(store: &DynamoStore, id: &str, user: &str, topic: Option<&str>)
     };
     store.put_connection(&connection).await.unwrap();
     if let Some(topic) = topic {
-        store.subscribe(id, topic, TTL, 0).await.unwrap();
+        store.subscribe(id, topic, TTL, 0, usize::MAX).await.unwrap();
     }
 }
 

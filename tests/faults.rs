@@ -52,7 +52,10 @@ async fn register(store: &dyn ConnectionStore, id: &str, user: &str, topics: &[&
     };
     store.put_connection(&c).await.unwrap();
     for t in topics {
-        store.subscribe(id, t, epoch() + 600, epoch()).await.unwrap();
+        store
+            .subscribe(id, t, epoch() + 600, epoch(), usize::MAX)
+            .await
+            .unwrap();
     }
 }
 

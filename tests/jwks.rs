@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -24,10 +26,12 @@ const JWKS: &str = include_str!("fixtures/jwt/jwks.json");
 const JWKS_ROTATED: &str = include_str!("fixtures/jwt/jwks-rotated.json");
 const HS_SECRET: &str = "hs256-secret-for-the-attack-matrix-0123456789";
 
-/// A JWKS endpoint whose body can change (key rotation) and which counts its fetches.
+/// A JWKS endpoint whose body and `Cache-Control` can change (key rotation) and which counts
+/// its fetches.
 #[derive(Clone)]
 struct JwksServer {
     body: Arc<Mutex<String>>,
+    cache_control: Arc<Mutex<Option<String>>>,
     fetches: Arc<AtomicUsize>,
 }
 
@@ -35,6 +39,7 @@ impl JwksServer {
     async fn start(body: &str) -> (JwksServer, String) {
         let server = JwksServer {
             body: Arc::new(Mutex::new(body.to_owned())),
+            cache_control: Arc::default(),
             fetches: Arc::default(),
         };
         let app = Router::new()
@@ -42,7 +47,13 @@ impl JwksServer {
                 "/.well-known/jwks.json",
                 get(|State(s): State<JwksServer>| async move {
                     s.fetches.fetch_add(1, Ordering::SeqCst);
-                    s.body.lock().unwrap().clone()
+                    let mut response = s.body.lock().unwrap().clone().into_response();
+                    if let Some(value) = s.cache_control.lock().unwrap().clone() {
+                        response
+                            .headers_mut()
+                            .insert(header::CACHE_CONTROL, value.parse().unwrap());
+                    }
+                    response
                 }),
             )
             .with_state(server.clone());
@@ -59,6 +70,43 @@ impl JwksServer {
     fn serve(&self, body: &str) {
         *self.body.lock().unwrap() = body.to_owned();
     }
+
+    fn cache_control(&self, value: &str) {
+        *self.cache_control.lock().unwrap() = Some(value.to_owned());
+    }
+}
+
+/// A clock for the JWKS cache that moves only when a test moves it.
+#[derive(Clone)]
+struct HandClock {
+    start: tokio::time::Instant,
+    offset: Arc<Mutex<Duration>>,
+}
+
+impl HandClock {
+    fn new() -> HandClock {
+        HandClock {
+            start: tokio::time::Instant::now(),
+            offset: Arc::default(),
+        }
+    }
+
+    /// Sets the time to `seconds` after the test started.
+    fn at(&self, seconds: u64) {
+        *self.offset.lock().unwrap() = Duration::from_secs(seconds);
+    }
+
+    fn clock(&self) -> wshub::auth::jwks::Clock {
+        let this = self.clone();
+        Arc::new(move || this.start + *this.offset.lock().unwrap())
+    }
+}
+
+/// The rotated set without `rsa-1`: the provider has withdrawn that key.
+fn without_rsa_1() -> String {
+    let mut set: Value = serde_json::from_str(JWKS_ROTATED).unwrap();
+    set["keys"].as_array_mut().unwrap().retain(|k| k["kid"] != "rsa-1");
+    set.to_string()
 }
 
 fn now() -> u64 {
@@ -71,6 +119,13 @@ fn now() -> u64 {
 fn claims(extra: Value) -> Value {
     let mut c = json!({"sub": "dana", "exp": now() + 300, "iss": "https://idp.example.com", "aud": "wshub"});
     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    c
+}
+
+/// Honest claims but for one left out.
+fn without(claim: &str) -> Value {
+    let mut c = claims(json!({}));
+    c.as_object_mut().unwrap().remove(claim);
     c
 }
 
@@ -152,18 +207,111 @@ async fn rotation_is_picked_up_on_the_first_unknown_kid() {
 }
 
 #[tokio::test]
-async fn failed_cold_start_fetch_is_rate_limited_too() {
+async fn failed_cold_start_fetch_is_retried_after_a_short_back_off() {
     let (server, url) = JwksServer::start(JWKS).await;
-    // Cold start with the JWKS endpoint down: the first token triggers the fetch instead.
+    let clock = HandClock::new();
+    // Cold start with the JWKS endpoint down: the first tokens trigger the retries instead.
     server.serve("not json");
-    let auth = auth(&url, None);
+    let auth = auth(&url, None).with_jwks_clock(clock.clock());
     auth.warm_up().await;
     assert_eq!(server.fetches(), 1);
-    server.serve(JWKS_ROTATED);
-    let rotated = sign(Algorithm::RS256, Some("rsa-2"), &rsa(RSA_2), &claims(json!({})));
-    // Still inside the minute after the failed fetch: refused, and no second fetch.
-    assert!(auth.verify(&rotated).await.is_err());
+    let token = sign(Algorithm::RS256, Some("rsa-1"), &rsa(RSA_1), &claims(json!({})));
+    // Within the first back-off step (1 s): refused, and no fetch however many tokens come.
+    for _ in 0..3 {
+        assert_eq!(auth.verify(&token).await, Err(AuthError::Jwt("unknown kid".into())));
+    }
     assert_eq!(server.fetches(), 1);
+    // Still down a second later: one retry, and the next step is 2 s.
+    clock.at(1);
+    assert!(auth.verify(&token).await.is_err());
+    assert_eq!(server.fetches(), 2);
+    clock.at(2);
+    assert!(auth.verify(&token).await.is_err());
+    assert_eq!(server.fetches(), 2, "the back-off doubles");
+    // Back up: the next retry loads the keys, seconds after the cold start, not a minute.
+    server.serve(JWKS);
+    clock.at(3);
+    assert_eq!(auth.verify(&token).await.unwrap().user_id, "dana");
+    assert_eq!(server.fetches(), 3);
+    assert_eq!(auth.verify(&token).await.unwrap().user_id, "dana");
+    assert_eq!(server.fetches(), 3, "loaded keys are served from the cache");
+}
+
+#[tokio::test]
+async fn keys_age_out_at_the_sets_max_age_so_a_withdrawn_key_stops_verifying() {
+    let (server, url) = JwksServer::start(JWKS).await;
+    server.cache_control("public, max-age=600");
+    let clock = HandClock::new();
+    let auth = auth(&url, None).with_jwks_clock(clock.clock());
+    auth.warm_up().await;
+    let old = sign(Algorithm::RS256, Some("rsa-1"), &rsa(RSA_1), &claims(json!({})));
+    let new = sign(Algorithm::RS256, Some("rsa-2"), &rsa(RSA_2), &claims(json!({})));
+    assert_eq!(auth.verify(&old).await.unwrap().user_id, "dana");
+    // The provider withdraws rsa-1; the cached set is trusted until its max-age.
+    server.serve(&without_rsa_1());
+    clock.at(599);
+    assert_eq!(auth.verify(&old).await.unwrap().user_id, "dana");
+    assert_eq!(server.fetches(), 1);
+    clock.at(600);
+    assert_eq!(auth.verify(&old).await, Err(AuthError::Jwt("unknown kid".into())));
+    assert_eq!(server.fetches(), 2, "an aged-out set is fetched again");
+    assert_eq!(auth.verify(&new).await.unwrap().user_id, "dana");
+    assert_eq!(server.fetches(), 2);
+}
+
+#[tokio::test]
+async fn without_cache_control_keys_age_out_after_an_hour() {
+    let (server, url) = JwksServer::start(JWKS).await;
+    let clock = HandClock::new();
+    let auth = auth(&url, None).with_jwks_clock(clock.clock());
+    auth.warm_up().await;
+    let old = sign(Algorithm::RS256, Some("rsa-1"), &rsa(RSA_1), &claims(json!({})));
+    server.serve(&without_rsa_1());
+    clock.at(3599);
+    assert!(auth.verify(&old).await.is_ok());
+    assert_eq!(server.fetches(), 1);
+    clock.at(3600);
+    assert_eq!(auth.verify(&old).await, Err(AuthError::Jwt("unknown kid".into())));
+    assert_eq!(server.fetches(), 2);
+}
+
+#[tokio::test]
+async fn a_max_age_is_clamped_to_a_day() {
+    let (server, url) = JwksServer::start(JWKS).await;
+    server.cache_control("max-age=31536000");
+    let clock = HandClock::new();
+    let auth = auth(&url, None).with_jwks_clock(clock.clock());
+    auth.warm_up().await;
+    let old = sign(Algorithm::RS256, Some("rsa-1"), &rsa(RSA_1), &claims(json!({})));
+    server.serve(&without_rsa_1());
+    clock.at(24 * 3600 - 1);
+    assert!(auth.verify(&old).await.is_ok());
+    clock.at(24 * 3600);
+    assert!(
+        auth.verify(&old).await.is_err(),
+        "a year's max-age is trusted for a day only"
+    );
+    assert_eq!(server.fetches(), 2);
+}
+
+#[tokio::test]
+async fn aged_out_keys_serve_a_short_grace_while_the_provider_is_down_then_fail_closed() {
+    let (server, url) = JwksServer::start(JWKS).await;
+    server.cache_control("max-age=600");
+    let clock = HandClock::new();
+    let auth = auth(&url, None).with_jwks_clock(clock.clock());
+    auth.warm_up().await;
+    let token = sign(Algorithm::RS256, Some("rsa-1"), &rsa(RSA_1), &claims(json!({})));
+    server.serve("not json");
+    clock.at(600);
+    assert!(
+        auth.verify(&token).await.is_ok(),
+        "the provider is down: the old keys still serve"
+    );
+    assert_eq!(server.fetches(), 2);
+    let grace = wshub::auth::jwks::STALE_GRACE.as_secs();
+    clock.at(600 + grace);
+    assert_eq!(auth.verify(&token).await, Err(AuthError::Jwt("unknown kid".into())));
 }
 
 /// The log lines of this test binary, captured once for all its tests.
@@ -303,6 +451,63 @@ async fn attack_matrix_is_denied_and_nothing_secret_is_logged() {
         (
             "wrong aud",
             sign(Algorithm::HS256, None, &hs, &claims(json!({"aud": "someone-else"}))),
+        ),
+        ("HS256 no iss", sign(Algorithm::HS256, None, &hs, &without("iss"))),
+        ("HS256 no aud", sign(Algorithm::HS256, None, &hs, &without("aud"))),
+        (
+            "HS256 iss a number",
+            sign(Algorithm::HS256, None, &hs, &claims(json!({"iss": 1}))),
+        ),
+        (
+            "HS256 iss an array naming the issuer",
+            sign(
+                Algorithm::HS256,
+                None,
+                &hs,
+                &claims(json!({"iss": ["https://idp.example.com", "https://evil.example.com"]})),
+            ),
+        ),
+        (
+            "HS256 aud a number",
+            sign(Algorithm::HS256, None, &hs, &claims(json!({"aud": 1}))),
+        ),
+        (
+            "HS256 aud null",
+            sign(Algorithm::HS256, None, &hs, &claims(json!({"aud": null}))),
+        ),
+        (
+            "RS256 no iss",
+            sign(Algorithm::RS256, Some("rsa-1"), &rsa(RSA_1), &without("iss")),
+        ),
+        (
+            "RS256 no aud",
+            sign(Algorithm::RS256, Some("rsa-1"), &rsa(RSA_1), &without("aud")),
+        ),
+        (
+            "RS256 iss a number",
+            sign(Algorithm::RS256, Some("rsa-1"), &rsa(RSA_1), &claims(json!({"iss": 1}))),
+        ),
+        (
+            "RS256 iss an array naming the issuer",
+            sign(
+                Algorithm::RS256,
+                Some("rsa-1"),
+                &rsa(RSA_1),
+                &claims(json!({"iss": ["https://idp.example.com", "https://evil.example.com"]})),
+            ),
+        ),
+        (
+            "RS256 aud a number",
+            sign(Algorithm::RS256, Some("rsa-1"), &rsa(RSA_1), &claims(json!({"aud": 1}))),
+        ),
+        (
+            "RS256 aud null",
+            sign(
+                Algorithm::RS256,
+                Some("rsa-1"),
+                &rsa(RSA_1),
+                &claims(json!({"aud": null})),
+            ),
         ),
         ("tampered payload", tampered),
         (

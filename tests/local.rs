@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode};
 use common::sdk_config;
-use futures::{SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt, TryStreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -319,6 +319,31 @@ async fn sendmessage_reaches_the_other_subscriber_and_errors_keep_the_socket() {
 }
 
 #[tokio::test]
+async fn subscribing_past_max_topics_per_connection_answers_too_many_topics() {
+    let hub = start_with(
+        Settings::default(),
+        &[("AUTH_TOKENS", "t"), ("MAX_TOPICS_PER_CONNECTION", "2")],
+    )
+    .await;
+    let mut ws = connect(&hub, "t").await;
+    let subscribe = |topic: &str| json!({"action": "subscribe", "topic": topic});
+    assert_eq!(request(&mut ws, subscribe("a")).await["action"], "subscribed");
+    assert_eq!(request(&mut ws, subscribe("b")).await["action"], "subscribed");
+    assert_eq!(
+        request(&mut ws, subscribe("b")).await["action"],
+        "subscribed",
+        "a renewal"
+    );
+    let refused = request(&mut ws, subscribe("c")).await;
+    assert_eq!(refused["code"], "too_many_topics", "{refused}");
+    let whoami = request(&mut ws, json!({"action": "whoami"})).await;
+    assert_eq!(whoami["topics"].as_array().unwrap().len(), 2, "{whoami}");
+    request(&mut ws, json!({"action": "unsubscribe", "topic": "a"})).await;
+    assert_eq!(request(&mut ws, subscribe("c")).await["action"], "subscribed");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
 async fn sqs_injection_delivers_broadcast_user_topic_and_connection_pushes() {
     let hub = start().await;
     let mut alice = connect(&hub, "alice-token").await;
@@ -408,6 +433,14 @@ async fn bad_requests_to_local_routes_get_json_errors() {
     let (status, _, page) = http(Method::GET, &format!("{}/", hub.http), "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Sec-WebSocket-Protocol"));
+    // It runs the JavaScript client, served by the hub.
+    assert!(page.contains("/_local/wshub-client/index.js"));
+    let (status, headers, module) = http(Method::GET, &format!("{}/_local/wshub-client/index.js", hub.http), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(module.contains("export { Hub"), "{module}");
+    let (status, _, _) = http(Method::GET, &format!("{}/_local/wshub-client/nope.js", hub.http), "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     hub.shutdown().await;
 }
 
@@ -521,20 +554,71 @@ async fn a_closed_client_is_gone_and_its_rows_are_removed() {
     hub.shutdown().await;
 }
 
+/// Sends `text` as one message in frames of at most `frame` bytes, as a client must for a
+/// message over API Gateway's 32 KB frame size. False when the connection failed under it.
+async fn send_fragmented(ws: &mut Ws, text: &str, frame: usize) -> bool {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let chunks: Vec<&[u8]> = text.as_bytes().chunks(frame).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let opcode = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let frame = Frame::message(chunk.to_vec(), opcode, i + 1 == chunks.len());
+        if ws.feed(Message::Frame(frame)).await.is_err() {
+            return false;
+        }
+    }
+    ws.flush().await.is_ok()
+}
+
 #[tokio::test]
-async fn a_message_over_128_kb_closes_with_1009() {
+async fn a_message_of_128_kb_in_32_kb_frames_is_served() {
+    let hub = start().await;
+    let mut ws = connect(&hub, "alice-token").await;
+    for size in [100 * 1024, 128 * 1024] {
+        let fits = json!({"action": "ping", "pad": "x".repeat(size - 40)}).to_string();
+        assert!(fits.len() <= size);
+        assert!(send_fragmented(&mut ws, &fits, 32 * 1024).await);
+        assert_eq!(next_json(&mut ws).await["action"], "pong", "{size} bytes");
+    }
+    hub.shutdown().await;
+}
+
+/// API Gateway's frame size quota is 32 KB: a 40 KB message in one frame (as a browser sends
+/// it) closes with 1009, even though the message itself is under 128 KB.
+#[tokio::test]
+async fn a_single_frame_over_32_kb_closes_with_1009() {
     let hub = start().await;
     let mut ws = connect(&hub, "alice-token").await;
     let id = connection_id(&mut ws).await;
-    let fits = json!({"action": "ping", "pad": "x".repeat(128 * 1024 - 40)}).to_string();
-    assert!(fits.len() <= 128 * 1024);
-    assert_eq!(
-        request(&mut ws, serde_json::from_str(&fits).unwrap()).await["action"],
-        "pong"
-    );
-    ws.send(Message::text("x".repeat(128 * 1024 + 1))).await.unwrap();
+    let one_frame = json!({"action": "ping", "pad": "x".repeat(40 * 1024)}).to_string();
+    ws.send(Message::text(one_frame)).await.unwrap();
     assert_eq!(close_code(&mut ws).await, Some(CloseCode::Size));
     wait_removed(&hub, &id).await;
+    hub.shutdown().await;
+}
+
+/// A message over 128 KB in 32 KB frames, with megabytes still coming after the limit is
+/// passed (more than the socket buffers hold, so the client is still writing when the hub
+/// closes): the upload is not reset under the client, and it reads the 1009 close frame (the
+/// hub reads on and discards what is still in flight instead of closing with unread data).
+#[tokio::test]
+async fn a_fragmented_message_over_128_kb_ends_in_a_1009_close_the_client_receives() {
+    let hub = start().await;
+    for _ in 0..3 {
+        let mut ws = connect(&hub, "alice-token").await;
+        let id = connection_id(&mut ws).await;
+        let too_big = "x".repeat(8 * 1024 * 1024);
+        assert!(
+            send_fragmented(&mut ws, &too_big, 30 * 1024).await,
+            "the connection was reset under the upload"
+        );
+        assert_eq!(close_code(&mut ws).await, Some(CloseCode::Size));
+        wait_removed(&hub, &id).await;
+    }
     hub.shutdown().await;
 }
 
@@ -659,8 +743,15 @@ impl ConnectionStore for BrokenStore {
     ) -> Result<bool, wshub::store::StoreError> {
         self.0.take_send_token(id, now_ms, interval_ms, burst).await
     }
-    async fn subscribe(&self, id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), wshub::store::StoreError> {
-        self.0.subscribe(id, topic, ttl, now).await
+    async fn subscribe(
+        &self,
+        id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max: usize,
+    ) -> Result<(), wshub::store::StoreError> {
+        self.0.subscribe(id, topic, ttl, now, max).await
     }
     async fn unsubscribe(&self, id: &str, topic: &str) -> Result<(), wshub::store::StoreError> {
         self.0.unsubscribe(id, topic).await
@@ -715,8 +806,9 @@ impl ConnectionStore for BrokenStore {
         topic: &str,
         ttl: i64,
         now: i64,
+        max_topics: usize,
     ) -> Result<bool, wshub::store::StoreError> {
-        self.0.subscribe_member(id, user, topic, ttl, now).await
+        self.0.subscribe_member(id, user, topic, ttl, now, max_topics).await
     }
     async fn unsubscribe_member(&self, id: &str, topic: &str) -> Result<bool, wshub::store::StoreError> {
         self.0.unsubscribe_member(id, topic).await
@@ -850,6 +942,211 @@ async fn online_status_is_served_over_http_like_the_http_api() {
     assert_eq!(users[0]["online"], false);
     assert!(users[0]["lastActiveAt"].is_i64(), "kept after the disconnect: {body}");
     hub.shutdown().await;
+}
+
+/// A client that completes the WebSocket handshake and then never reads: what the hub sends
+/// it piles up in the TCP buffers, then in the hub's queue for it. Its receive buffer is made
+/// small so that happens after little data.
+async fn stalled_client(hub: &TestHub) -> (TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr: std::net::SocketAddr = hub.http.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    let handshake = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\ntoken: t\r\n\r\n"
+    );
+    tcp.write_all(handshake.as_bytes()).await.unwrap();
+    // Byte by byte, so nothing after the 101's head is taken off the socket.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let ids: Vec<String> = hub
+        .store
+        .members(wshub::store::Group::Everyone, now)
+        .try_concat()
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1, "one client on this hub");
+    (tcp, ids[0].clone())
+}
+
+/// What [`fill`] found.
+struct Filled {
+    /// Posts answered 200, all before any other answer.
+    delivered: usize,
+    /// A post answered 429: the socket's queue was full, so its writer was stuck on the client.
+    full: bool,
+}
+
+const FILL_FRAME: usize = 100 * 1024;
+
+/// Posts 100 KB frames to a client that does not read until one answers 429, for at most
+/// 20 MB: far more than loopback TCP holds for a 4 KB reader (the sender's buffer is at most
+/// `tcp_wmem`'s 4 MB by default), so the hub's writer is stuck on the client by then whatever
+/// bounds its queue. Every answer before the 429 is a 200: the socket was open all along.
+async fn fill(hub: &TestHub, id: &str) -> Filled {
+    let url = format!("{}/@connections/{}", hub.http, encode(id));
+    let body = "x".repeat(FILL_FRAME);
+    let mut delivered = 0;
+    while delivered < 200 {
+        match http(Method::POST, &url, &body).await {
+            (StatusCode::OK, ..) => delivered += 1,
+            (StatusCode::TOO_MANY_REQUESTS, headers, _) => {
+                assert_eq!(headers["x-amzn-errortype"], "LimitExceededException");
+                return Filled { delivered, full: true };
+            }
+            (status, _, text) => panic!("post {delivered}: {status} {text}: the socket closed before its queue filled"),
+        }
+    }
+    Filled { delivered, full: false }
+}
+
+/// Like [`wait_removed`], with room for a close that waits out a stuck send (2 s) first.
+async fn wait_removed_slowly(hub: &TestHub, id: &str) {
+    for _ in 0..500 {
+        if !hub.stored(id).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("connection {id} still stored");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_fills_a_bounded_queue_then_posts_answer_429() {
+    let hub = start_with(Settings::default(), &[("AUTH_TOKENS", "t")]).await;
+    let (tcp, id) = stalled_client(&hub).await;
+    let filled = fill(&hub, &id).await;
+    assert!(
+        filled.full,
+        "posts to a client that does not read end in 429: the queue is bounded"
+    );
+    // The SDK reads the 429 as API Gateway's LimitExceededException.
+    let sdk = sdk_client(&format!("{}/local", hub.http)).await;
+    let err = sdk
+        .post_to_connection()
+        .connection_id(&id)
+        .data(aws_sdk_apigatewaymanagement::primitives::Blob::new(vec![
+            b'x';
+            FILL_FRAME
+        ]))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.into_service_error(),
+            aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError::LimitExceededException(
+                _
+            )
+        ),
+        "429 LimitExceededException"
+    );
+    // The socket stays open, as AWS documents no close for a full buffer.
+    let url = format!("{}/@connections/{}", hub.http, encode(&id));
+    assert_eq!(http(Method::GET, &url, "").await.0, StatusCode::OK);
+
+    // The client reads again: it gets every frame that was accepted, then what is posted once
+    // there is room; the refused ones are gone.
+    let mut ws =
+        WebSocketStream::from_raw_socket(tcp, tokio_tungstenite::tungstenite::protocol::Role::Client, None).await;
+    let reader = tokio::spawn(async move {
+        let mut frames = 0;
+        while let Some(message) = ws.next().await {
+            match message.unwrap() {
+                Message::Text(text) if text.as_str() == "after" => return (frames, ws),
+                Message::Text(text) => {
+                    assert_eq!(text.len(), FILL_FRAME);
+                    frames += 1;
+                }
+                _ => {}
+            }
+        }
+        panic!("the socket closed before the frame posted after the 429s");
+    });
+    let mut posted = false;
+    for _ in 0..500 {
+        match http(Method::POST, &url, "after").await.0 {
+            StatusCode::OK => {
+                posted = true;
+                break;
+            }
+            StatusCode::TOO_MANY_REQUESTS => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => panic!("{other}"),
+        }
+    }
+    assert!(posted, "the queue drains once the client reads");
+    let (frames, mut ws) = reader.await.unwrap();
+    assert_eq!(frames, filled.delivered, "every 200 was delivered, no 429 was");
+    ws.close(None).await.unwrap();
+    wait_removed(&hub, &id).await;
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn delete_connection_closes_a_socket_whose_send_is_blocked() {
+    let hub = start_with(Settings::default(), &[("AUTH_TOKENS", "t")]).await;
+    let (_tcp, id) = stalled_client(&hub).await;
+    let filled = fill(&hub, &id).await;
+    let url = format!("{}/@connections/{}", hub.http, encode(&id));
+    assert_eq!(http(Method::DELETE, &url, "").await.0, StatusCode::NO_CONTENT);
+    // Closing: posts answer 410 at once, though the close frame is stuck behind the queue.
+    let at_once = http(Method::POST, &url, "x").await.0;
+    wait_removed_slowly(&hub, &id).await;
+    assert_eq!(at_once, StatusCode::GONE);
+    assert!(filled.full, "the writer was stuck when DELETE came");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_idle_timeout_closes_a_socket_whose_send_is_blocked() {
+    // Long enough for `fill` to finish first: it asserts so.
+    let settings = Settings {
+        idle_timeout: Duration::from_secs(3),
+        ..Settings::default()
+    };
+    let hub = start_with(settings, &[("AUTH_TOKENS", "t")]).await;
+    let (_tcp, id) = stalled_client(&hub).await;
+    let filled = fill(&hub, &id).await;
+    wait_removed_slowly(&hub, &id).await;
+    assert!(filled.full, "the writer was stuck when the idle timeout came");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_maximum_duration_closes_a_socket_whose_send_is_blocked() {
+    let settings = Settings {
+        max_duration: Duration::from_secs(3),
+        ..Settings::default()
+    };
+    let hub = start_with(settings, &[("AUTH_TOKENS", "t")]).await;
+    let (_tcp, id) = stalled_client(&hub).await;
+    let filled = fill(&hub, &id).await;
+    wait_removed_slowly(&hub, &id).await;
+    assert!(filled.full, "the writer was stuck when the maximum duration came");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_socket_whose_send_is_blocked_and_runs_disconnect() {
+    let hub = start_with(Settings::default(), &[("AUTH_TOKENS", "t")]).await;
+    let (_tcp, id) = stalled_client(&hub).await;
+    let filled = fill(&hub, &id).await;
+    let store = hub.store.clone();
+    // Waits for every socket's `$disconnect`, up to the hub's 10 s grace.
+    hub.shutdown().await;
+    assert!(store.get_connection(&id, 0).await.unwrap().is_none(), "$disconnect ran");
+    assert!(filled.full, "the writer was stuck when shutdown came");
 }
 
 /// Issue "no message lost across a reconnect", end to end with a real client: the backend drops
@@ -999,8 +1296,15 @@ impl ConnectionStore for PostsDuringConnect {
     ) -> Result<bool, wshub::store::StoreError> {
         self.inner.take_send_token(id, now_ms, interval_ms, burst).await
     }
-    async fn subscribe(&self, id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), wshub::store::StoreError> {
-        self.inner.subscribe(id, topic, ttl, now).await
+    async fn subscribe(
+        &self,
+        id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max: usize,
+    ) -> Result<(), wshub::store::StoreError> {
+        self.inner.subscribe(id, topic, ttl, now, max).await
     }
     async fn unsubscribe(&self, id: &str, topic: &str) -> Result<(), wshub::store::StoreError> {
         self.inner.unsubscribe(id, topic).await
@@ -1055,8 +1359,9 @@ impl ConnectionStore for PostsDuringConnect {
         topic: &str,
         ttl: i64,
         now: i64,
+        max_topics: usize,
     ) -> Result<bool, wshub::store::StoreError> {
-        self.inner.subscribe_member(id, user, topic, ttl, now).await
+        self.inner.subscribe_member(id, user, topic, ttl, now, max_topics).await
     }
     async fn unsubscribe_member(&self, id: &str, topic: &str) -> Result<bool, wshub::store::StoreError> {
         self.inner.unsubscribe_member(id, topic).await

@@ -215,6 +215,7 @@ fn iam_grants_only_what_the_code_calls() {
         "PUBLIC_TOPICS",
         "JWT_ISSUER",
         "JWT_AUDIENCE",
+        "JWT_TOKEN_USE",
         "ALLOW_CLIENT_BROADCAST",
         "CONNECTION_TTL_SECONDS",
         "PUSH_CONCURRENCY",
@@ -229,6 +230,7 @@ fn iam_grants_only_what_the_code_calls() {
         "STAGE_NAME",
         "SEND_RATE_PER_SECOND",
         "SEND_RATE_BURST",
+        "MAX_TOPICS_PER_CONNECTION",
     ] {
         assert!(env.contains_key(name), "{name} missing from the function environment");
     }

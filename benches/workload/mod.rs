@@ -148,7 +148,7 @@ impl Bench {
                 };
                 store.put_connection(&connection(&id, &user)).await.unwrap();
                 if i % 10 == 0 {
-                    store.subscribe(&id, "news", TTL, 0).await.unwrap();
+                    store.subscribe(&id, "news", TTL, 0, usize::MAX).await.unwrap();
                 }
             }
         });

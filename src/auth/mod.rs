@@ -84,6 +84,7 @@ pub struct AuthConfig {
     tokens: Arc<[StaticToken]>,
     hs256: Option<Hs256>,
     jwks: Option<Arc<jwks::Jwks>>,
+    rules: Arc<ClaimRules>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -97,22 +98,116 @@ impl std::fmt::Debug for AuthConfig {
     }
 }
 
+/// Which Cognito token a deployment accepts (`JWT_TOKEN_USE`): the `token_use` claim must
+/// match, and an access token's app client is its `client_id` claim, since Cognito access
+/// tokens carry no `aud` (AWS: "Verifying JSON web tokens", Amazon Cognito Developer Guide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Id,
+    Access,
+}
+
+impl TokenUse {
+    pub fn parse(value: &str) -> Option<TokenUse> {
+        match value {
+            "id" => Some(TokenUse::Id),
+            "access" => Some(TokenUse::Access),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenUse::Id => "id",
+            TokenUse::Access => "access",
+        }
+    }
+}
+
+/// The registered claims a deployment insists on, whoever signed the token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// `JWT_ISSUER`: `iss` must be present, a string, and equal to it.
+    pub issuer: Option<String>,
+    /// `JWT_AUDIENCE`: `aud` must be present and be (or, as an array, contain) it; for
+    /// `JWT_TOKEN_USE=access`, `client_id` must be present and equal to it instead.
+    pub audience: Option<String>,
+    /// `JWT_TOKEN_USE`: `token_use` must be present and equal to it.
+    pub token_use: Option<TokenUse>,
+}
+
+impl ClaimRules {
+    pub fn new(issuer: Option<String>, audience: Option<String>) -> ClaimRules {
+        ClaimRules {
+            issuer,
+            audience,
+            token_use: None,
+        }
+    }
+
+    /// Whether the audience is checked against `client_id` rather than `aud`.
+    fn audience_is_client_id(&self) -> bool {
+        self.token_use == Some(TokenUse::Access)
+    }
+
+    /// The checks jsonwebtoken does not make: a configured claim must be there, as a string.
+    /// (jsonwebtoken accepts an `iss` array that merely contains the issuer; RFC 7519 makes
+    /// `iss` a single StringOrURI, so an array is refused here. `aud` may be an array there.)
+    fn check(&self, claims: &Claims) -> Result<(), AuthError> {
+        let string = |v: &Option<serde_json::Value>| v.as_ref().and_then(serde_json::Value::as_str).map(str::to_owned);
+        if let Some(issuer) = &self.issuer {
+            match string(&claims.iss) {
+                Some(iss) if iss == *issuer => {}
+                Some(_) => return Err(AuthError::Jwt("wrong issuer".into())),
+                None if claims.iss.is_none() => return Err(AuthError::Jwt("missing required claim".into())),
+                None => return Err(AuthError::Jwt("wrong issuer".into())),
+            }
+        }
+        if let (Some(audience), true) = (&self.audience, self.audience_is_client_id()) {
+            match string(&claims.client_id) {
+                Some(client) if client == *audience => {}
+                Some(_) => return Err(AuthError::Jwt("wrong audience".into())),
+                None if claims.client_id.is_none() => return Err(AuthError::Jwt("missing required claim".into())),
+                None => return Err(AuthError::Jwt("wrong audience".into())),
+            }
+        }
+        if let Some(token_use) = self.token_use {
+            match string(&claims.token_use) {
+                Some(used) if used == token_use.as_str() => {}
+                Some(_) => return Err(AuthError::Jwt("wrong token_use".into())),
+                None if claims.token_use.is_none() => return Err(AuthError::Jwt("missing required claim".into())),
+                None => return Err(AuthError::Jwt("wrong token_use".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The checks every JWT gets, whatever signed it: `exp` required and enforced, `nbf`, and
-/// `iss` / `aud` when configured. Exactly one algorithm, so `alg: none` and confusion between
-/// algorithm families are refused before any signature math.
-fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: Option<&str>) -> Validation {
+/// `iss` / `aud` required and matched when configured (a token without them is refused, not
+/// waved through). Exactly one algorithm, so `alg: none` and confusion between algorithm
+/// families are refused before any signature math. [`ClaimRules::check`] adds what
+/// jsonwebtoken leaves out.
+fn validation(algorithm: Algorithm, rules: &ClaimRules) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.validate_exp = true;
     validation.validate_nbf = true;
-    validation.set_required_spec_claims(&["exp"]);
-    match issuer {
-        Some(iss) => validation.set_issuer(&[iss]),
+    let mut required = vec!["exp"];
+    match &rules.issuer {
+        Some(iss) => {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
         None => validation.iss = None,
     }
-    match audience {
-        Some(aud) => validation.set_audience(&[aud]),
-        None => validation.validate_aud = false,
+    match &rules.audience {
+        Some(aud) if !rules.audience_is_client_id() => {
+            validation.set_audience(&[aud]);
+            required.push("aud");
+        }
+        _ => validation.validate_aud = false,
     }
+    validation.set_required_spec_claims(&required);
     validation
 }
 
@@ -141,6 +236,16 @@ impl AuthConfig {
         issuer: Option<String>,
         audience: Option<String>,
     ) -> Result<Self, AuthConfigError> {
+        Self::with_rules(tokens, secret, jwks_url, ClaimRules::new(issuer, audience))
+    }
+
+    /// As [`Self::with_jwks`], with every claim rule (`JWT_TOKEN_USE` included).
+    pub fn with_rules(
+        tokens: Option<&str>,
+        secret: Option<&str>,
+        jwks_url: Option<&str>,
+        rules: ClaimRules,
+    ) -> Result<Self, AuthConfigError> {
         let mut parsed = Vec::new();
         for (index, entry) in tokens.unwrap_or("").split(',').map(str::trim).enumerate() {
             if entry.is_empty() {
@@ -167,15 +272,17 @@ impl AuthConfig {
                 digest: sha256(token.as_bytes()),
             });
         }
+        let rules = Arc::new(rules);
         let hs256 = secret.map(|secret| Hs256 {
             key: DecodingKey::from_secret(secret.as_bytes()),
-            validation: validation(Algorithm::HS256, issuer.as_deref(), audience.as_deref()),
+            validation: validation(Algorithm::HS256, &rules),
         });
-        let jwks = jwks_url.map(|url| Arc::new(jwks::Jwks::new(url, issuer.as_deref(), audience.as_deref())));
+        let jwks = jwks_url.map(|url| Arc::new(jwks::Jwks::new(url, rules.clone())));
         Ok(AuthConfig {
             tokens: parsed.into(),
             hs256,
             jwks,
+            rules,
         })
     }
 
@@ -198,6 +305,18 @@ impl AuthConfig {
             if mine.url() == theirs.url() {
                 self.jwks = Some(theirs.clone());
             }
+        }
+        self
+    }
+
+    /// Reads the JWKS cache's time from `clock`, so tests can age keys without waiting.
+    #[doc(hidden)]
+    pub fn with_jwks_clock(mut self, clock: jwks::Clock) -> Self {
+        if let Some(jwks) = self.jwks.take() {
+            self.jwks = Some(match Arc::try_unwrap(jwks) {
+                Ok(jwks) => Arc::new(jwks.with_clock(clock)),
+                Err(shared) => shared,
+            });
         }
         self
     }
@@ -260,6 +379,7 @@ impl AuthConfig {
             }
             _ => return Err(AuthError::Jwt("algorithm not allowed".into())),
         };
+        self.rules.check(&claims)?;
         identity(claims)
     }
 }
@@ -272,6 +392,10 @@ pub(crate) struct Claims {
     sub: Option<serde_json::Value>,
     /// Topic patterns this user may use: an array of strings, or one space/comma-separated string.
     topics: Option<serde_json::Value>,
+    /// Read again (jsonwebtoken has checked them when present) to insist on their shape.
+    iss: Option<serde_json::Value>,
+    client_id: Option<serde_json::Value>,
+    token_use: Option<serde_json::Value>,
 }
 
 fn identity(claims: Claims) -> Result<Identity, AuthError> {
@@ -476,5 +600,141 @@ pub(crate) mod tests {
             Err(AuthError::Jwt("bad signature".into()))
         );
         assert_eq!(auth.verify("garbage").await, Err(AuthError::UnknownToken));
+    }
+
+    /// A configured issuer or audience is required: a token that leaves the claim out, or
+    /// gives it a type the check cannot compare, is refused like a wrong one.
+    #[tokio::test]
+    async fn configured_iss_and_aud_are_required_and_must_be_strings() {
+        let auth = config("", Some(SECRET));
+        let exp = now() + 60;
+        let cases = [
+            (
+                json!({"sub": "u", "exp": exp, "aud": "wshub"}),
+                "missing required claim",
+            ),
+            (
+                json!({"sub": "u", "exp": exp, "iss": "wshub-tests"}),
+                "missing required claim",
+            ),
+            (json!({"sub": "u", "exp": exp}), "missing required claim"),
+            (
+                json!({"sub": "u", "exp": exp, "iss": 7, "aud": "wshub"}),
+                "missing required claim",
+            ),
+            (
+                json!({"sub": "u", "exp": exp, "iss": null, "aud": "wshub"}),
+                "missing required claim",
+            ),
+            (
+                json!({"sub": "u", "exp": exp, "iss": "wshub-tests", "aud": 7}),
+                "missing required claim",
+            ),
+            (
+                json!({"sub": "u", "exp": exp, "iss": "wshub-tests", "aud": {"a": 1}}),
+                "missing required claim",
+            ),
+            (
+                json!({"sub": "u", "exp": exp, "iss": "wshub-tests", "aud": [1, 2]}),
+                "missing required claim",
+            ),
+            // jsonwebtoken alone would accept an array that contains the issuer.
+            (
+                json!({"sub": "u", "exp": exp, "iss": ["wshub-tests", "evil"], "aud": "wshub"}),
+                "wrong issuer",
+            ),
+            (
+                json!({"sub": "u", "exp": exp, "iss": "wshub-tests", "aud": ["other"]}),
+                "wrong audience",
+            ),
+        ];
+        for (claims, why) in cases {
+            assert_eq!(
+                auth.verify(&jwt(claims.clone())).await,
+                Err(AuthError::Jwt(why.into())),
+                "{claims}"
+            );
+        }
+        // `aud` may be an array (RFC 7519, 4.1.3) as long as it names this audience.
+        let listed = json!({"sub": "u", "exp": exp, "iss": "wshub-tests", "aud": ["other", "wshub"]});
+        assert_eq!(auth.verify(&jwt(listed)).await.unwrap().user_id, "u");
+        // Unconfigured, neither is required.
+        let open = AuthConfig::from_parts(None, Some(SECRET), None, None).unwrap();
+        assert!(open.verify(&jwt(json!({"sub": "u", "exp": exp}))).await.is_ok());
+    }
+
+    /// Cognito: ID tokens name the app client in `aud`; access tokens have no `aud` but
+    /// `client_id`, and `token_use` tells the two apart.
+    #[tokio::test]
+    async fn cognito_token_use_and_client_id() {
+        let pool = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_example";
+        let rules = |token_use| ClaimRules {
+            issuer: Some(pool.into()),
+            audience: Some("app-client".into()),
+            token_use: Some(token_use),
+        };
+        let access = AuthConfig::with_rules(None, Some(SECRET), None, rules(TokenUse::Access)).unwrap();
+        let id = AuthConfig::with_rules(None, Some(SECRET), None, rules(TokenUse::Id)).unwrap();
+        let exp = now() + 60;
+        let access_token =
+            json!({"sub": "u", "exp": exp, "iss": pool, "client_id": "app-client", "token_use": "access"});
+        let id_token = json!({"sub": "u", "exp": exp, "iss": pool, "aud": "app-client", "token_use": "id"});
+        assert!(access.verify(&jwt(access_token.clone())).await.is_ok());
+        assert!(id.verify(&jwt(id_token.clone())).await.is_ok());
+        let refused = |v: &str| Err(AuthError::Jwt(v.into()));
+        assert_eq!(
+            access.verify(&jwt(id_token.clone())).await,
+            refused("missing required claim")
+        );
+        assert_eq!(
+            id.verify(&jwt(access_token.clone())).await,
+            refused("missing required claim")
+        );
+        let with = |mut c: serde_json::Value, k: &str, v: serde_json::Value| {
+            c[k] = v;
+            jwt(c)
+        };
+        let without = |mut c: serde_json::Value, k: &str| {
+            c.as_object_mut().unwrap().remove(k);
+            jwt(c)
+        };
+        assert_eq!(
+            access
+                .verify(&with(access_token.clone(), "client_id", json!("other")))
+                .await,
+            refused("wrong audience")
+        );
+        assert_eq!(
+            access
+                .verify(&with(access_token.clone(), "client_id", json!(["app-client"])))
+                .await,
+            refused("wrong audience")
+        );
+        assert_eq!(
+            access.verify(&without(access_token.clone(), "client_id")).await,
+            refused("missing required claim")
+        );
+        assert_eq!(
+            access
+                .verify(&with(access_token.clone(), "token_use", json!("id")))
+                .await,
+            refused("wrong token_use")
+        );
+        assert_eq!(
+            access.verify(&without(access_token.clone(), "token_use")).await,
+            refused("missing required claim")
+        );
+        assert_eq!(
+            access.verify(&without(access_token, "iss")).await,
+            refused("missing required claim")
+        );
+        assert_eq!(
+            id.verify(&with(id_token.clone(), "token_use", json!("access"))).await,
+            refused("wrong token_use")
+        );
+        assert_eq!(
+            id.verify(&with(id_token, "aud", json!("other"))).await,
+            refused("wrong audience")
+        );
     }
 }

@@ -33,6 +33,10 @@ struct Args {
     /// Maximum seconds a socket stays open (API Gateway: 7200).
     #[arg(long, env = "WSHUB_MAX_DURATION_SECONDS", default_value_t = 7200, value_parser = clap::value_parser!(u64).range(1..))]
     max_duration_seconds: u64,
+    /// Bytes queued per socket for a client that is slow to read; a post that does not fit
+    /// answers 429 LimitExceededException (at least 131072: one largest message).
+    #[arg(long, env = "WSHUB_OUTBOUND_QUEUE_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(131_072..))]
+    outbound_queue_bytes: u64,
     /// Use this DynamoDB (DynamoDB Local, moto, …) instead of the in-memory store, creating the
     /// table CONNECTIONS_TABLE if missing. Also taken from AWS_ENDPOINT_URL_DYNAMODB when
     /// CONNECTIONS_TABLE is set too.
@@ -149,6 +153,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         stage: args.stage.clone(),
         idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
         max_duration: Duration::from_secs(args.max_duration_seconds),
+        outbound_queue_bytes: usize::try_from(args.outbound_queue_bytes).unwrap_or(usize::MAX),
         forward_url: args.forward_url.clone(),
     };
     let hub = LocalHub::bind((args.host, args.port), settings, config, store)

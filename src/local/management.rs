@@ -22,6 +22,7 @@ use serde_json::json;
 use super::events;
 use super::{error, route, State, MAX_MESSAGE_BYTES};
 use crate::hub::now_secs;
+use crate::notify::NotifyError;
 
 /// SQS's largest message body.
 const MAX_SQS_BODY_BYTES: usize = 1024 * 1024;
@@ -87,8 +88,16 @@ pub(crate) async fn post_to_connection(
             format!("data is {} bytes; the limit is {MAX_MESSAGE_BYTES}", data.len()),
         ));
     }
-    state.registry.post(&id, &data).map_err(|_| gone(&id))?;
-    Ok(StatusCode::OK)
+    match state.registry.post(&id, &data) {
+        Ok(()) => Ok(StatusCode::OK),
+        // The client is not reading and its queue is full: see `notifier::Socket::send`.
+        Err(NotifyError::Throttled) => Err(Refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            format!("the client side buffer of connection {id} is full"),
+        )),
+        Err(_) => Err(gone(&id)),
+    }
 }
 
 /// GetConnection: times as ISO 8601, as the SDKs parse them.
@@ -97,7 +106,11 @@ pub(crate) async fn get_connection(
     path: PathParams,
 ) -> Result<Json<serde_json::Value>, Refusal> {
     let id = connection_id(&state, path)?;
-    let socket = state.registry.get(&id).ok_or_else(|| gone(&id))?;
+    let socket = state
+        .registry
+        .get(&id)
+        .filter(|s| s.is_open())
+        .ok_or_else(|| gone(&id))?;
     let iso = |ms: i64| DateTime::from_millis(ms).fmt(DateTimeFormat::DateTime).ok();
     Ok(Json(json!({
         "connectedAt": iso(socket.connected_at),

@@ -44,6 +44,14 @@ pub const DEFAULT_STAGE: &str = "local";
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(2 * 3600);
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+/// API Gateway's WebSocket frame size quota: a larger message must arrive in several frames,
+/// and a larger frame (or message) closes the connection with 1009 ("Quotas for configuring
+/// and running a WebSocket in API Gateway", in "Amazon API Gateway quotas").
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+/// How long a closed connection keeps reading (and discarding) what the client still sends.
+const LINGER: Duration = Duration::from_secs(2);
+/// The most a closed connection reads and discards before it gives up on the client.
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// How long Ctrl-C waits for sockets to close and run `$disconnect`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -53,6 +61,10 @@ pub struct Settings {
     pub stage: String,
     pub idle_timeout: Duration,
     pub max_duration: Duration,
+    /// Bytes a socket may hold queued for a client that is slow to read; a post that does not
+    /// fit answers 429 LimitExceededException and the socket stays open (see
+    /// [`notifier::Socket::send`]).
+    pub outbound_queue_bytes: usize,
     /// `--forward-url`: where forwarded client actions are POSTed (an `http://` URL).
     pub forward_url: Option<String>,
 }
@@ -63,6 +75,7 @@ impl Default for Settings {
             stage: DEFAULT_STAGE.into(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_duration: DEFAULT_MAX_DURATION,
+            outbound_queue_bytes: notifier::DEFAULT_OUTBOUND_QUEUE_BYTES,
             forward_url: None,
         }
     }
@@ -209,8 +222,8 @@ impl LocalHub {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let token = state.shutdown.clone();
-        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
+        let app = router(state.clone()).into_make_service_with_connect_info::<Peer>();
+        axum::serve(Lingering(self.listener), app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 token.cancel();
@@ -231,6 +244,106 @@ impl LocalHub {
     }
 }
 
+/// The hub's listener: TCP connections that close gracefully (see [`LingeringStream`]).
+struct Lingering(TcpListener);
+
+impl axum::serve::Listener for Lingering {
+    type Io = LingeringStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        (LingeringStream(Some(stream)), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// The client's address, as the handlers see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Lingering>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Lingering>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// A TCP connection that, once the hub is done with it, shuts down its sending side and reads
+/// and discards what the client still sends (for at most [`LINGER`] and [`LINGER_BYTES`])
+/// before closing. Closing a socket with unread data makes the kernel answer with a reset,
+/// which can destroy the close frame just sent before the client reads it: a client still
+/// uploading a message over the limit would see a reset instead of the 1009 close.
+pub(crate) struct LingeringStream(Option<tokio::net::TcpStream>);
+
+impl LingeringStream {
+    fn inner(&mut self) -> std::pin::Pin<&mut tokio::net::TcpStream> {
+        std::pin::Pin::new(self.0.as_mut().expect("present until dropped"))
+    }
+}
+
+impl tokio::io::AsyncRead for LingeringStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner().poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for LingeringStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.inner().poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner().poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner().poll_shutdown(cx)
+    }
+}
+
+impl Drop for LingeringStream {
+    fn drop(&mut self) {
+        let Some(stream) = self.0.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(linger(stream));
+        }
+    }
+}
+
+async fn linger(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // FIN after whatever was written (the close frame): the client reads it, then its end.
+    let _ = stream.shutdown().await;
+    let mut buffer = [0u8; 16 * 1024];
+    let mut read = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while read < LINGER_BYTES {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
+}
+
 fn router(state: Arc<State>) -> Router {
     let connections = || {
         post(management::post_to_connection)
@@ -243,6 +356,7 @@ fn router(state: Arc<State>) -> Router {
         .route("/@connections/{*id}", connections())
         .route("/{stage}/@connections/{*id}", connections())
         .route("/_local/sqs", post(management::inject_sqs))
+        .route("/_local/wshub-client/{file}", get(server::client_file))
         .route(crate::http::ONLINE_PATH, any(management::online_status))
         .route(crate::http::PUBLISH_PATH, any(management::http_api))
         // `GET /topics/{topic}/presence` (the template's `GET /topics/{topic+}`).

@@ -5,27 +5,49 @@
 //! closed or unknown id is a 410 for all of them. No AWS credentials are involved.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::notify::{Notifier, NotifyError};
 
-/// What a socket's loop is told to do.
+/// A frame for a socket's client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
     Text(String),
     Binary(Vec<u8>),
-    /// Close with this code and reason, then run `$disconnect`.
-    Close(u16, String),
+}
+
+/// Bytes a socket may hold queued for a client that is slow to read; see [`Socket::send`].
+/// AWS documents no size for its buffer; 1 MiB is eight largest messages, room for a client
+/// that is merely slow, while one that stopped reading is found out after a few.
+pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 1024 * 1024;
+/// What a queued frame costs beyond its bytes, so empty frames cannot queue without bound.
+const FRAME_OVERHEAD: usize = 64;
+
+impl Outbound {
+    fn cost(&self) -> usize {
+        FRAME_OVERHEAD
+            + match self {
+                Outbound::Text(text) => text.len(),
+                Outbound::Binary(data) => data.len(),
+            }
+    }
 }
 
 /// One open socket as the Management API sees it.
 #[derive(Debug)]
 pub struct Socket {
     outbound: mpsc::UnboundedSender<Outbound>,
+    /// Bytes (plus overhead) of frames queued and not yet taken by the socket's writer.
+    queued: AtomicUsize,
+    limit: usize,
+    /// The close asked for (DELETE @connections, shutdown): apart from the frame queue, so the
+    /// socket's loop sees it even while a frame is stuck on its way to a client that stopped
+    /// reading.
+    close: watch::Sender<Option<(u16, String)>>,
     /// Epoch milliseconds.
     pub connected_at: i64,
     last_active_at: AtomicI64,
@@ -33,24 +55,52 @@ pub struct Socket {
     pub user_agent: Option<String>,
 }
 
+/// The socket loop's side of a [`Socket`]: the frames to send, and the close to make.
+pub struct Mailbox {
+    pub frames: mpsc::UnboundedReceiver<Outbound>,
+    pub close: watch::Receiver<Option<(u16, String)>>,
+}
+
+impl Mailbox {
+    /// The next frame to send (close requests come through [`Mailbox::close`] instead).
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        self.frames.recv().await
+    }
+}
+
 impl Socket {
-    /// A socket and the receiving end its loop reads commands from.
-    pub fn new(
+    /// A socket with the default outbound queue, and the receiving end its loop reads.
+    pub fn new(connected_at: i64, source_ip: String, user_agent: Option<String>) -> (Arc<Socket>, Mailbox) {
+        Self::bounded(DEFAULT_OUTBOUND_QUEUE_BYTES, connected_at, source_ip, user_agent)
+    }
+
+    /// A socket whose queue holds at most `limit` bytes (never less than one largest message,
+    /// so any post the Management API accepts fits an empty queue).
+    pub fn bounded(
+        limit: usize,
         connected_at: i64,
         source_ip: String,
         user_agent: Option<String>,
-    ) -> (Arc<Socket>, mpsc::UnboundedReceiver<Outbound>) {
-        // Unbounded, like API Gateway's side: a post never waits for a slow client, and the
-        // handlers never wait on a socket loop that may be waiting on them.
-        let (outbound, receiver) = mpsc::unbounded_channel();
+    ) -> (Arc<Socket>, Mailbox) {
+        // A post never waits for a slow client, and the handlers never wait on a socket loop
+        // that may be waiting on them; the byte budget, not the channel, bounds the memory.
+        let (outbound, frames) = mpsc::unbounded_channel();
+        let (close, close_rx) = watch::channel(None);
         let socket = Socket {
             outbound,
+            queued: AtomicUsize::new(0),
+            limit: limit.max(super::MAX_MESSAGE_BYTES + FRAME_OVERHEAD),
+            close,
             connected_at,
             last_active_at: AtomicI64::new(connected_at),
             source_ip,
             user_agent,
         };
-        (Arc::new(socket), receiver)
+        let mailbox = Mailbox {
+            frames,
+            close: close_rx,
+        };
+        (Arc::new(socket), mailbox)
     }
 
     pub fn last_active_at(&self) -> i64 {
@@ -61,9 +111,82 @@ impl Socket {
         self.last_active_at.store(now_ms, Ordering::Relaxed);
     }
 
-    /// False once the socket's loop has ended.
-    pub fn send(&self, message: Outbound) -> bool {
-        self.outbound.send(message).is_ok()
+    /// Bytes queued for the client and not yet handed to the connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// False once the socket is closing or its loop has ended: posts then answer 410.
+    pub fn is_open(&self) -> bool {
+        !self.outbound.is_closed() && self.close.borrow().is_none()
+    }
+
+    /// Queues a frame for the client.
+    ///
+    /// `Gone` once the socket is closing or closed. `Throttled` (429) when the frame does not
+    /// fit the queue: the client is not reading what it is sent. That is the answer AWS
+    /// documents for a post to a connection whose buffer is full: PostToConnection's
+    /// `LimitExceededException` is "sending more than the allowed number of requests per unit
+    /// of time or the WebSocket client side buffer is full" (AWS SDK reference pages
+    /// "LimitExceededException" of ApiGatewayManagementApi). AWS documents neither the
+    /// buffer's size nor any close of the connection, so this hub drops the frame, answers
+    /// 429 and leaves the socket open: the idle and maximum-duration timers, DELETE and the
+    /// client still end it, and a client that reads again gets what was queued and misses the
+    /// refused frames, as it would behind API Gateway.
+    pub fn send(&self, message: Outbound) -> Result<(), NotifyError> {
+        if !self.is_open() {
+            return Err(NotifyError::Gone);
+        }
+        let cost = message.cost();
+        let fits = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued + cost <= self.limit).then_some(queued + cost)
+            })
+            .is_ok();
+        if !fits {
+            tracing::warn!(
+                queued = self.queued_bytes(),
+                limit = self.limit,
+                frame = cost - FRAME_OVERHEAD,
+                "client is not reading: outbound queue full, frame refused with 429"
+            );
+            return Err(NotifyError::Throttled);
+        }
+        if self.outbound.send(message).is_ok() {
+            Ok(())
+        } else {
+            self.taken_bytes(cost);
+            Err(NotifyError::Gone)
+        }
+    }
+
+    /// The writer took `message` off the queue.
+    pub fn taken(&self, message: &Outbound) {
+        self.taken_bytes(message.cost());
+    }
+
+    fn taken_bytes(&self, cost: usize) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| Some(q.saturating_sub(cost)));
+    }
+
+    /// Asks the socket's loop to close with `code` (the first close asked for wins); false
+    /// when it is not open.
+    pub fn close(&self, code: u16, reason: &str) -> bool {
+        if !self.is_open() {
+            return false;
+        }
+        self.close.send_if_modified(|close| {
+            if close.is_none() {
+                *close = Some((code, reason.to_owned()));
+                true
+            } else {
+                false
+            }
+        });
+        true
     }
 }
 
@@ -105,23 +228,18 @@ impl Registry {
             Ok(text) => Outbound::Text(text.to_owned()),
             Err(_) => Outbound::Binary(data.to_vec()),
         };
-        if socket.send(message) {
-            Ok(())
-        } else {
-            Err(NotifyError::Gone)
-        }
+        socket.send(message)
     }
 
     /// Asks one socket to close; false when it is not open.
     pub fn close(&self, connection_id: &str, code: u16, reason: &str) -> bool {
-        self.get(connection_id)
-            .is_some_and(|s| s.send(Outbound::Close(code, reason.to_owned())))
+        self.get(connection_id).is_some_and(|s| s.close(code, reason))
     }
 
     pub fn close_all(&self, code: u16, reason: &str) {
         let sockets: Vec<Arc<Socket>> = self.lock().values().cloned().collect();
         for socket in sockets {
-            socket.send(Outbound::Close(code, reason.to_owned()));
+            socket.close(code, reason);
         }
     }
 }
@@ -151,16 +269,44 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn posts_reach_open_sockets_and_gone_ones_answer_410() {
+    async fn posts_reach_open_sockets_full_queues_answer_429_and_gone_ones_410() {
         let registry = Arc::new(Registry::default());
         let notifier = LocalNotifier::new(registry.clone());
         assert_eq!(notifier.send("e", "nobody", b"x").await, Err(NotifyError::Gone));
         let (socket, mut rx) = Socket::new(1, "127.0.0.1".into(), None);
+        let overflow = socket.clone();
         registry.insert("c", socket);
         notifier.send("e", "c", b"{}").await.unwrap();
         registry.post("c", &[0xff]).unwrap();
         assert_eq!(rx.recv().await, Some(Outbound::Text("{}".into())));
         assert_eq!(rx.recv().await, Some(Outbound::Binary(vec![0xff])));
+        // A client that does not read: the queue fills to its bound, then posts answer 429 (the
+        // frame is dropped) and the socket stays open.
+        let big = "x".repeat(100 * 1024);
+        let mut accepted = 0;
+        while overflow.send(Outbound::Text(big.clone())).is_ok() {
+            accepted += 1;
+            assert!(accepted < 100, "the queue is bounded");
+        }
+        assert!(overflow.queued_bytes() <= DEFAULT_OUTBOUND_QUEUE_BYTES);
+        assert_eq!(accepted, DEFAULT_OUTBOUND_QUEUE_BYTES / (100 * 1024 + FRAME_OVERHEAD));
+        assert_eq!(
+            notifier.send("e", "c", big.as_bytes()).await,
+            Err(NotifyError::Throttled)
+        );
+        assert!(overflow.is_open());
+        assert_eq!(*rx.close.borrow(), None, "a full queue does not close the socket");
+        // What the writer takes is no longer counted, and makes room again.
+        let before = overflow.queued_bytes();
+        let taken = rx.recv().await.unwrap();
+        overflow.taken(&taken);
+        assert_eq!(overflow.queued_bytes(), before - taken.cost());
+        notifier.send("e", "c", big.as_bytes()).await.unwrap();
+        // A close asked for: posts answer 410 from then on, before the loop has ended.
+        assert!(registry.close("c", 1000, ""));
+        assert_eq!(rx.close.borrow().as_ref().map(|c| c.0), Some(1000));
+        assert_eq!(notifier.send("e", "c", b"x").await, Err(NotifyError::Gone));
+        assert!(!registry.close("c", 1001, ""), "closing already");
         drop(rx);
         assert_eq!(
             notifier.send("e", "c", b"x").await,

@@ -12,15 +12,17 @@ use axum::extract::{ConnectInfo, Path, Query, State as Extract};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::events::{self, authorizer_outcome, AuthorizerOutcome, ConnectionInfo};
-use super::notifier::{Outbound, Socket};
-use super::{error, route, State, MAX_MESSAGE_BYTES};
+use super::notifier::{Mailbox, Outbound, Socket};
+use super::{error, route, Peer, State, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
 
 /// API Gateway's integration timeout, used as each handler call's deadline.
 const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
@@ -31,6 +33,15 @@ const INBOUND_QUEUE: usize = 32;
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 const API_ID: &str = "local";
 const DEMO_PAGE: &str = include_str!("demo.html");
+/// The JavaScript client the demo page runs: the ES modules of clients/js's built package
+/// (`dist/`), copied into `client/` so the hub needs no Node to build; scripts/test-js.sh fails
+/// when the copies differ from a fresh build.
+const CLIENT_FILES: [(&str, &str); 4] = [
+    ("index.js", include_str!("client/index.js")),
+    ("hub.js", include_str!("client/hub.js")),
+    ("probe.js", include_str!("client/probe.js")),
+    ("types.js", include_str!("client/types.js")),
+];
 
 type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
 type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -38,7 +49,7 @@ type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
 /// `GET /`: the WebSocket API, or the demo page for a browser that is not upgrading.
 pub(crate) async fn upgrade_root(
     Extract(state): Extract<Arc<State>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     query: QueryParams,
     ws: Upgrade,
@@ -49,11 +60,23 @@ pub(crate) async fn upgrade_root(
     upgrade(state, peer, headers, query, ws).await
 }
 
+/// `GET /_local/wshub-client/{file}`: the client's modules, for the demo page.
+pub(crate) async fn client_file(Path(file): Path<String>) -> Response {
+    match CLIENT_FILES.iter().find(|(name, _)| *name == file) {
+        Some((_, body)) => ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], *body).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "NotFoundException",
+            format!("no client module {file:?}"),
+        ),
+    }
+}
+
 /// `GET /{stage}`: the same API under its stage name, as API Gateway's URL has it.
 pub(crate) async fn upgrade_stage(
     Extract(state): Extract<Arc<State>>,
     Path(stage): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     query: QueryParams,
     ws: Upgrade,
@@ -77,7 +100,7 @@ pub(crate) async fn upgrade_stage(
 /// Function does ([`crate::edge::viewer_request`]); anything else is API Gateway's 404.
 pub(crate) async fn upgrade_any(
     Extract(state): Extract<Arc<State>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     method: axum::http::Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
@@ -178,9 +201,11 @@ async fn upgrade(state: Arc<State>, peer: SocketAddr, headers: HeaderMap, query:
         }
         // tungstenite reads through a 128 KiB buffer per socket by default: 640 MB at 5k sockets.
         // Frames here are small JSON, and a larger one is still read, just in more calls.
+        // API Gateway's limits: 32 KB a frame, 128 KB a message (in several frames); over
+        // either, the socket closes with 1009.
         let mut ws = ws
             .max_message_size(MAX_MESSAGE_BYTES)
-            .max_frame_size(MAX_MESSAGE_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES)
             .read_buffer_size(READ_BUFFER_BYTES);
         // A browser drops a socket whose offered subprotocol is not echoed in the 101.
         if let Some(protocol) = response_header(&response, "sec-websocket-protocol") {
@@ -188,7 +213,12 @@ async fn upgrade(state: Arc<State>, peer: SocketAddr, headers: HeaderMap, query:
         }
         // Registered before the 101, so a push sent right after `$connect` waits in the queue
         // instead of answering 410 and getting the new connection's rows deleted.
-        let (socket, outbound) = Socket::new(info.connected_at, info.source_ip.clone(), info.user_agent.clone());
+        let (socket, outbound) = Socket::bounded(
+            state.settings.outbound_queue_bytes,
+            info.connected_at,
+            info.source_ip.clone(),
+            info.user_agent.clone(),
+        );
         state.registry.insert(&info.connection_id, socket.clone());
         let connection = Arc::new(Connection {
             state: state.clone(),
@@ -250,9 +280,18 @@ struct Connection {
 type Ending = (u16, String);
 
 impl Connection {
-    async fn run(self: Arc<Self>, mut ws: WebSocket, mut outbound: mpsc::UnboundedReceiver<Outbound>) {
+    /// Reads the client and runs the timers here; writes in a task of their own, so a client
+    /// that stops reading (its frames stuck in a full TCP window) cannot hold up the idle and
+    /// maximum-duration timers, `DELETE @connections` or shutdown: those close anyway, giving
+    /// a stuck writer [`CLOSE_HANDSHAKE`] to get the close frame out before the connection is
+    /// dropped.
+    async fn run(self: Arc<Self>, ws: WebSocket, outbound: Mailbox) {
         tracing::info!(source_ip = %self.info.source_ip, "connected");
         let settings = &self.state.settings;
+        let Mailbox { frames, mut close } = outbound;
+        let (sink, mut stream) = ws.split();
+        let (close_frame, close_rx) = oneshot::channel::<(u16, String)>();
+        let mut writer = tokio::spawn(write(sink, frames, close_rx, self.socket.clone()).in_current_span());
         let (inbound, queue) = mpsc::channel(INBOUND_QUEUE);
         let stop = CancellationToken::new();
         // Handler calls run beside the loop, one at a time in arrival order, so a slow route
@@ -260,47 +299,45 @@ impl Connection {
         let worker = tokio::spawn(self.clone().handle_messages(queue, stop.clone()).in_current_span());
         let opened = Instant::now();
         let mut idle_until = opened + settings.idle_timeout;
-        let ending: Ending = loop {
+        let ours = |code: u16, reason: &str| End::Ours(code, reason.to_owned());
+        let end = loop {
             tokio::select! {
-                _ = self.state.shutdown.cancelled() => break close(&mut ws, 1001, "Going away").await,
+                _ = self.state.shutdown.cancelled() => break ours(1001, "Going away"),
                 _ = sleep_until(opened + settings.max_duration) => {
                     tracing::info!("maximum connection duration reached");
-                    break close(&mut ws, 1001, "Going away").await;
+                    break ours(1001, "Going away");
                 }
                 _ = sleep_until(idle_until) => {
                     tracing::info!("idle timeout");
-                    break close(&mut ws, 1001, "Going away").await;
+                    break ours(1001, "Going away");
                 }
-                command = outbound.recv() => {
-                    let message = match command {
-                        Some(Outbound::Text(text)) => Message::Text(text.into()),
-                        Some(Outbound::Binary(data)) => Message::Binary(data.into()),
-                        Some(Outbound::Close(code, reason)) => break close(&mut ws, code, &reason).await,
-                        // The registry entry holds the sender while the loop runs; never reached.
-                        None => break close(&mut ws, 1011, "Internal error").await,
-                    };
-                    if ws.send(message).await.is_err() {
-                        break (1006, "Connection lost".into());
+                changed = close.changed() => {
+                    let asked = changed.ok().and_then(|()| close.borrow_and_update().clone());
+                    match asked {
+                        Some((code, reason)) => break End::Ours(code, reason),
+                        // The socket's sender lives as long as this loop; never reached.
+                        None => break ours(1011, "Internal error"),
                     }
                 }
-                frame = ws.recv() => {
+                _ = &mut writer => break End::Lost,
+                frame = stream.next() => {
                     let message = match frame {
                         Some(Ok(message)) => message,
                         Some(Err(e)) if is_too_big(&e) => {
-                            tracing::info!("message over {MAX_MESSAGE_BYTES} bytes");
-                            break close(&mut ws, 1009, "Message too big").await;
+                            tracing::info!("frame over {MAX_FRAME_BYTES} bytes or message over {MAX_MESSAGE_BYTES} bytes");
+                            break ours(1009, "Message too big");
                         }
                         // RFC 6455 fails the connection on a text frame that is not UTF-8;
                         // 1007 tells the client why instead of a bare dropped socket.
                         Some(Err(e)) if is_invalid_utf8(&e) => {
                             tracing::info!("text message is not UTF-8");
-                            break close(&mut ws, 1007, "Invalid frame payload data").await;
+                            break ours(1007, "Invalid frame payload data");
                         }
                         Some(Err(e)) => {
                             tracing::info!(error = %e, "socket failed");
-                            break (1006, "Connection lost".into());
+                            break End::Lost;
                         }
-                        None => break (1006, "Connection lost".into()),
+                        None => break End::Lost,
                     };
                     let now = events::now_ms();
                     // Any frame from the client, ping included, counts as activity.
@@ -310,21 +347,40 @@ impl Connection {
                         Message::Text(text) => inbound.send((text.as_bytes().to_vec(), false)).await,
                         Message::Binary(data) => inbound.send((data.to_vec(), true)).await,
                         Message::Close(frame) => {
-                            // Reading on lets the automatic close reply go out.
-                            drain(&mut ws).await;
                             break match frame {
-                                Some(frame) => (frame.code, frame.reason.to_string()),
-                                None => (1005, String::new()),
+                                Some(frame) => End::Theirs(frame.code, frame.reason.to_string()),
+                                None => End::Theirs(1005, String::new()),
                             };
                         }
                         Message::Ping(_) | Message::Pong(_) => Ok(()),
                     };
                     if queued.is_err() {
-                        break close(&mut ws, 1011, "Internal error").await;
+                        break ours(1011, "Internal error");
                     }
                 }
             }
         };
+        let ending: Ending = match end {
+            End::Ours(code, reason) => {
+                let _ = close_frame.send((code, reason.clone()));
+                // The writer sends the close frame, then reading on lets the client's answer in.
+                let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+                    let _ = (&mut writer).await;
+                    drain(&mut stream).await;
+                })
+                .await;
+                (code, reason)
+            }
+            End::Theirs(code, reason) => {
+                drop(close_frame);
+                // Reading on lets the automatic close reply go out.
+                drain(&mut stream).await;
+                (code, reason)
+            }
+            End::Lost => (1006, "Connection lost".into()),
+        };
+        // A writer still stuck on a client that stopped reading is dropped with the socket.
+        writer.abort();
         stop.cancel();
         drop(inbound);
         // A message being handled finishes first; ones still queued are dropped with the socket.
@@ -367,7 +423,8 @@ impl Connection {
                 )),
             };
             if let Some(reply) = reply {
-                self.socket.send(reply);
+                // A closing socket, or a client whose queue is full (logged), misses the reply.
+                let _ = self.socket.send(reply);
             }
         }
     }
@@ -383,21 +440,55 @@ fn reply_frame(response: &Value) -> Option<Outbound> {
     Some(Outbound::Text(body.to_owned()))
 }
 
-/// Starts the closing handshake and waits briefly for the client's close frame.
-async fn close(ws: &mut WebSocket, code: u16, reason: &str) -> Ending {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    if ws.send(Message::Close(Some(frame))).await.is_ok() {
-        drain(ws).await;
+/// How a socket's loop ended.
+enum End {
+    /// The hub closes with this code and reason.
+    Ours(u16, String),
+    /// The client sent a close frame.
+    Theirs(u16, String),
+    /// The connection failed.
+    Lost,
+}
+
+/// Sends the queued frames to the client until told to close (then sends the close frame) or
+/// the connection fails. A close asked for while a frame is stuck waits behind it; the loop
+/// gives it [`CLOSE_HANDSHAKE`], then drops the connection.
+async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut frames: mpsc::UnboundedReceiver<Outbound>,
+    mut close: oneshot::Receiver<(u16, String)>,
+    socket: Arc<Socket>,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            asked = &mut close => {
+                if let Ok((code, reason)) = asked {
+                    let frame = CloseFrame { code, reason: reason.into() };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                }
+                return;
+            }
+            next = frames.recv() => next,
+        };
+        let Some(outbound) = next else { return };
+        socket.taken(&outbound);
+        let message = match outbound {
+            Outbound::Text(text) => Message::Text(text.into()),
+            Outbound::Binary(data) => Message::Binary(data.into()),
+        };
+        if sink.send(message).await.is_err() {
+            return;
+        }
     }
-    (code, reason.to_owned())
 }
 
 /// Reads until the client's side ends, for at most [`CLOSE_HANDSHAKE`].
-async fn drain(ws: &mut WebSocket) {
-    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async { while let Some(Ok(_)) = ws.recv().await {} }).await;
+async fn drain(stream: &mut SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
 
 /// axum hides tungstenite's error type; only a message over the size limit closes with 1009.

@@ -14,7 +14,7 @@ pub enum NotifyError {
     /// 410: the connection is closed; its rows are stale.
     #[error("connection is gone (410)")]
     Gone,
-    /// 429: the account's @connections rate limit.
+    /// 429: the account's @connections rate limit, or the client's buffer is full.
     #[error("throttled (429)")]
     Throttled,
     /// 5xx.

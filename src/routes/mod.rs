@@ -164,6 +164,13 @@ fn store_failure(err: StoreError, id: Option<serde_json::Value>) -> Frame {
             "this connection is not registered; reconnect",
             id,
         ),
+        StoreError::TooManyTopics { limit, .. } => Frame::error(
+            ErrorCode::TooManyTopics,
+            format!(
+                "this connection already subscribes to {limit} topics, the most allowed; unsubscribe from one first"
+            ),
+            id,
+        ),
         other => {
             tracing::error!(error = %other, "store failure");
             Frame::error(ErrorCode::Internal, "temporary failure; retry", id)

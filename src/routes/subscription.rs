@@ -21,9 +21,10 @@ pub async fn subscribe(ctx: &RouteContext<'_>, topic: String, since: Option<Posi
     if user_of_stream(&topic).is_none() {
         let expiry = ctx.hub.expiry(ctx.now);
         let store = &ctx.hub.store;
+        let max_topics = ctx.hub.config.max_topics_per_connection;
         match ctx.presence_change(&topic) {
             Some(change) => match store
-                .subscribe_member(ctx.connection_id, change.user_id, &topic, expiry, ctx.now)
+                .subscribe_member(ctx.connection_id, change.user_id, &topic, expiry, ctx.now, max_topics)
                 .await
             {
                 Ok(true) => change.joined().await,
@@ -31,7 +32,10 @@ pub async fn subscribe(ctx: &RouteContext<'_>, topic: String, since: Option<Posi
                 Err(e) => return store_failure(e, id),
             },
             None => {
-                if let Err(e) = store.subscribe(ctx.connection_id, &topic, expiry, ctx.now).await {
+                if let Err(e) = store
+                    .subscribe(ctx.connection_id, &topic, expiry, ctx.now, max_topics)
+                    .await
+                {
                     return store_failure(e, id);
                 }
             }

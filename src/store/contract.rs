@@ -88,10 +88,10 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
     assert!(view.topics.is_empty());
 
     // Subscriptions.
-    store.subscribe(&a, &topic, live, now).await.unwrap();
-    store.subscribe(&a, &topic, live, now).await.unwrap(); // idempotent
-    store.subscribe(&a, &other_topic, live, now).await.unwrap();
-    store.subscribe(&b, &topic, live, now).await.unwrap();
+    store.subscribe(&a, &topic, live, now, usize::MAX).await.unwrap();
+    store.subscribe(&a, &topic, live, now, usize::MAX).await.unwrap(); // idempotent
+    store.subscribe(&a, &other_topic, live, now, usize::MAX).await.unwrap();
+    store.subscribe(&b, &topic, live, now, usize::MAX).await.unwrap();
     let mut topics = store.get_connection(&a, now).await.unwrap().unwrap().topics;
     topics.sort();
     assert_eq!(topics, vec![topic.clone(), other_topic.clone()]);
@@ -101,7 +101,7 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
     assert!(everyone.contains(&a) && everyone.contains(&b));
     let ghost = format!("{p}ghost");
     assert_eq!(
-        store.subscribe(&ghost, &topic, live, now).await,
+        store.subscribe(&ghost, &topic, live, now, usize::MAX).await,
         Err(StoreError::NotConnected(ghost.clone()))
     );
 
@@ -109,12 +109,15 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
     store.put_connection(&connection(&old, &user, now - 1)).await.unwrap();
     assert_eq!(store.get_connection(&old, now).await.unwrap(), None);
     assert_eq!(
-        store.subscribe(&old, &topic, live, now).await,
+        store.subscribe(&old, &topic, live, now, usize::MAX).await,
         Err(StoreError::NotConnected(old.clone()))
     );
     assert!(!collect(store, Group::User(user.clone()), now).await.0.contains(&old));
     assert!(!collect(store, Group::Everyone, now).await.0.contains(&old));
-    store.subscribe(&b, &other_topic, now - 1, now).await.unwrap(); // a subscription already expired
+    store
+        .subscribe(&b, &other_topic, now - 1, now, usize::MAX)
+        .await
+        .unwrap(); // a subscription already expired
     assert_eq!(
         collect(store, Group::Topic(other_topic.clone()), now).await.0,
         set(&[&a])
@@ -144,7 +147,7 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
     let ids: Vec<String> = (0..57).map(|i| format!("{p}m{i:02}")).collect();
     for id in &ids {
         store.put_connection(&connection(id, &many_user, live)).await.unwrap();
-        store.subscribe(id, &many_topic, live, now).await.unwrap();
+        store.subscribe(id, &many_topic, live, now, usize::MAX).await.unwrap();
     }
     let expected: BTreeSet<String> = ids.iter().cloned().collect();
     let (by_user, pages) = collect(store, Group::User(many_user.clone()), now).await;
@@ -179,6 +182,7 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
         .is_empty());
     presence(store, p, now).await;
     removal_races_and_claims(store, p, now).await;
+    topic_cap(store, p, now).await;
 }
 
 /// Conditional removal on a 410, removal racing subscribes, shard job claims, the send bucket.
@@ -191,7 +195,7 @@ async fn removal_races_and_claims(store: &dyn ConnectionStore, p: &str, now: i64
             .put_connection(&connection(id, &format!("{p}r-user"), live))
             .await
             .unwrap();
-        store.subscribe(id, &topic, live, now).await.unwrap();
+        store.subscribe(id, &topic, live, now, usize::MAX).await.unwrap();
     }
     // A 410 racing `$connect`: a row connected at or after the cut-off stays, with its topics.
     assert!(!store.remove_connection_older_than(&young, connected_at).await.unwrap());
@@ -211,7 +215,11 @@ async fn removal_races_and_claims(store: &dyn ConnectionStore, p: &str, now: i64
     let racing = format!("{p}r-racing");
     store.put_connection(&connection(&racing, "u", live)).await.unwrap();
     let topics: Vec<String> = (0..8).map(|i| format!("{p}r-t{i}")).collect();
-    let subscribes = futures::future::join_all(topics.iter().map(|t| store.subscribe(&racing, t, live, now)));
+    let subscribes = futures::future::join_all(
+        topics
+            .iter()
+            .map(|t| store.subscribe(&racing, t, live, now, usize::MAX)),
+    );
     let (results, removed) = futures::join!(subscribes, store.remove_connection(&racing));
     removed.unwrap();
     for result in results {
@@ -227,7 +235,7 @@ async fn removal_races_and_claims(store: &dyn ConnectionStore, p: &str, now: i64
         );
     }
     assert_eq!(
-        store.subscribe(&racing, &topics[0], live, now).await,
+        store.subscribe(&racing, &topics[0], live, now, usize::MAX).await,
         Err(StoreError::NotConnected(racing.clone()))
     );
 
@@ -267,6 +275,61 @@ async fn removal_races_and_claims(store: &dyn ConnectionStore, p: &str, now: i64
     assert_eq!(
         store.take_send_token(&ghost, t0, 1000, 3).await,
         Err(StoreError::NotConnected(ghost.clone()))
+    );
+}
+
+/// `max_topics` holds even for subscribes racing each other; renewals and unsubscribes work
+/// at the cap.
+async fn topic_cap(store: &dyn ConnectionStore, p: &str, now: i64) {
+    let live = now + 600;
+    let (id, user) = (format!("{p}capped"), format!("{p}cap-user"));
+    store.put_connection(&connection(&id, &user, live)).await.unwrap();
+    let too_many = || StoreError::TooManyTopics {
+        connection_id: id.clone(),
+        limit: 3,
+    };
+    // Ten distinct topics against a cap of three: exactly three get in. (In sequence: moto
+    // server applies concurrent conditional writes without isolation, so racing ones are
+    // tested on the memory store and, for DynamoDB, by the count the condition reads.)
+    let topics: Vec<String> = (0..10).map(|i| format!("{p}cap{i}")).collect();
+    let mut results = Vec::new();
+    for topic in &topics {
+        results.push(store.subscribe(&id, topic, live, now, 3).await);
+    }
+    let admitted: Vec<&String> = topics
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(admitted.len(), 3, "{results:?}");
+    for result in &results {
+        assert!(result.is_ok() || *result == Err(too_many()), "{result:?}");
+    }
+    let mut held = store.get_connection(&id, now).await.unwrap().unwrap().topics;
+    held.sort();
+    let mut expected: Vec<String> = admitted.iter().map(|t| (*t).clone()).collect();
+    expected.sort();
+    assert_eq!(held, expected);
+    // At the cap: renewing a held topic is fine, a new one is refused.
+    store.subscribe(&id, admitted[0], live, now, 3).await.unwrap();
+    let outside = topics.iter().find(|t| !admitted.contains(t)).unwrap();
+    assert_eq!(store.subscribe(&id, outside, live, now, 3).await, Err(too_many()));
+    // Unsubscribing (twice: the second changes nothing) frees exactly one place.
+    store.unsubscribe(&id, admitted[0]).await.unwrap();
+    store.unsubscribe(&id, admitted[0]).await.unwrap();
+    store.unsubscribe(&id, outside).await.unwrap(); // never held: frees nothing
+    store.subscribe(&id, outside, live, now, 3).await.unwrap();
+    assert_eq!(store.subscribe(&id, admitted[0], live, now, 3).await, Err(too_many()));
+    // A gone connection is not connected, whatever the cap.
+    store.remove_connection(&id).await.unwrap();
+    assert_eq!(
+        store.subscribe(&id, outside, live, now, 3).await,
+        Err(StoreError::NotConnected(id.clone()))
+    );
+    assert_eq!(
+        store.subscribe(&id, &format!("{p}fresh"), live, now, 3).await,
+        Err(StoreError::NotConnected(id.clone()))
     );
 }
 

@@ -223,10 +223,15 @@ impl ConnectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn subscribe(&self, connection_id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), StoreError> {
+    async fn subscribe(
+        &self,
+        connection_id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max_topics: usize,
+    ) -> Result<(), StoreError> {
         let mut state = self.lock();
-        // A plain subscription replaces a member one, as the DynamoDB item is overwritten.
-        state.members.remove(&(connection_id.to_owned(), topic.to_owned()));
         if !state
             .connections
             .get(connection_id)
@@ -234,6 +239,17 @@ impl ConnectionStore for MemoryStore {
         {
             return Err(StoreError::NotConnected(connection_id.to_owned()));
         }
+        // Counted under the same lock as the insert, so concurrent subscribes cannot race past.
+        let held = state.subscriptions.get(connection_id);
+        let renewal = held.is_some_and(|topics| topics.contains(topic));
+        if !renewal && held.map_or(0, |topics| topics.len()) >= max_topics {
+            return Err(StoreError::TooManyTopics {
+                connection_id: connection_id.to_owned(),
+                limit: max_topics,
+            });
+        }
+        // A plain subscription replaces a member one, as the DynamoDB item is overwritten.
+        state.members.remove(&(connection_id.to_owned(), topic.to_owned()));
         state
             .topics
             .entry(topic.to_owned())
@@ -405,10 +421,11 @@ impl ConnectionStore for MemoryStore {
         topic: &str,
         ttl: i64,
         now: i64,
+        max_topics: usize,
     ) -> Result<bool, StoreError> {
         let key = (connection_id.to_owned(), topic.to_owned());
         let new = !self.lock().members.contains_key(&key);
-        self.subscribe(connection_id, topic, ttl, now).await?;
+        self.subscribe(connection_id, topic, ttl, now, max_topics).await?;
         self.lock().members.insert(key, user_id.to_owned());
         Ok(new)
     }
@@ -546,5 +563,39 @@ impl ConnectionStore for MemoryStore {
             .map(|(id, _)| id.clone())
             .collect();
         Ok(Page { ids, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_subscribes_never_pass_the_cap() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let connection = Connection {
+            connection_id: "c".into(),
+            user_id: "u".into(),
+            connected_at: 0,
+            source_ip: None,
+            path: None,
+            ttl: 100,
+        };
+        store.put_connection(&connection).await.unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.subscribe("c", &format!("t{i}"), 100, 0, 7).await })
+            })
+            .collect();
+        let mut admitted = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => admitted += 1,
+                Err(e) => assert!(matches!(e, StoreError::TooManyTopics { limit: 7, .. }), "{e}"),
+            }
+        }
+        assert_eq!(admitted, 7);
+        assert_eq!(store.get_connection("c", 0).await.unwrap().unwrap().topics.len(), 7);
     }
 }

@@ -102,6 +102,8 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("connection {0} is not registered")]
     NotConnected(String),
+    #[error("connection {connection_id} already subscribes to {limit} topics")]
+    TooManyTopics { connection_id: String, limit: usize },
     #[error("store failed during {op}: {message}")]
     Backend { op: &'static str, message: String },
 }
@@ -143,10 +145,19 @@ pub trait ConnectionStore: Send + Sync {
         burst: u32,
     ) -> Result<bool, StoreError>;
 
-    /// Subscribes a live connection (`NotConnected` otherwise) until `ttl`. Idempotent.
-    async fn subscribe(&self, connection_id: &str, topic: &str, ttl: i64, now: i64) -> Result<(), StoreError>;
+    /// Subscribes a live connection (`NotConnected` otherwise) until `ttl`, unless that would
+    /// take it past `max_topics` subscriptions (`TooManyTopics`; concurrent subscribes cannot
+    /// slip past the cap together). Idempotent: renewing a subscription is never refused.
+    async fn subscribe(
+        &self,
+        connection_id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max_topics: usize,
+    ) -> Result<(), StoreError>;
 
-    /// Idempotent.
+    /// Idempotent; frees a place under the cap.
     async fn unsubscribe(&self, connection_id: &str, topic: &str) -> Result<(), StoreError>;
 
     /// The live members of `group`, paginated to the end.
@@ -188,8 +199,9 @@ pub trait ConnectionStore: Send + Sync {
 
     // Topic presence ([`crate::presence`]): subscriptions to presence topics carry their user.
 
-    /// As [`Self::subscribe`], recording `user_id` as a member of `topic`. `Ok(true)` when the
-    /// connection was not subscribed to `topic` before, `Ok(false)` when it already was.
+    /// As [`Self::subscribe`] (the same cap), recording `user_id` as a member of `topic`.
+    /// `Ok(true)` when the connection was no member of `topic` before (a plain subscription
+    /// to it counts as none), `Ok(false)` when it already was.
     async fn subscribe_member(
         &self,
         connection_id: &str,
@@ -197,6 +209,7 @@ pub trait ConnectionStore: Send + Sync {
         topic: &str,
         ttl: i64,
         now: i64,
+        max_topics: usize,
     ) -> Result<bool, StoreError>;
 
     /// As [`Self::unsubscribe`]; `Ok(true)` when a subscription was removed.

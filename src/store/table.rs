@@ -3,7 +3,7 @@
 //!
 //! | item          | pk              | sk            | other attributes                                   |
 //! |---------------|-----------------|---------------|----------------------------------------------------|
-//! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, path?, ttl |
+//! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, path?, ttl, topicCount? |
 //! | subscription  | `CONN#<connId>` | `TOPIC#<t>`   | connectionId, topic, member?, ttl                  |
 //! | presence      | `USER#<userId>` | `PRESENCE`    | lastActiveAt, ttl                                  |
 //! | stream head   | `STREAM#<s>`    | `HEAD`        | seq, epoch, ttl                                    |
@@ -46,6 +46,9 @@ pub const SOURCE_IP: &str = "sourceIp";
 /// The connection's URL path (`EdgePath`), when it has one.
 pub const PATH: &str = "path";
 pub const TTL: &str = "ttl";
+/// On the connection item: its subscriptions, kept by the same transactions that write them,
+/// so `MAX_TOPICS_PER_CONNECTION` holds under concurrent subscribes. Absent means none.
+pub const TOPIC_COUNT: &str = "topicCount";
 pub const META: &str = "META";
 /// Epoch milliseconds of the user's latest connect or disconnect.
 pub const LAST_ACTIVE_AT: &str = "lastActiveAt";

@@ -37,24 +37,24 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
     }
     for (id, user, _) in &conns[..4] {
         assert!(
-            store.subscribe_member(id, user, &room, live, now).await.unwrap(),
+            store.subscribe_member(id, user, &room, live, now, 100).await.unwrap(),
             "first subscription"
         );
     }
     assert!(
         !store
-            .subscribe_member(&conns[0].0, &ann, &room, live, now)
+            .subscribe_member(&conns[0].0, &ann, &room, live, now, 100)
             .await
             .unwrap(),
         "a repeat is not new"
     );
     assert!(store
-        .subscribe_member(&conns[4].0, &cat, &room, now - 1, now)
+        .subscribe_member(&conns[4].0, &cat, &room, now - 1, now, 100)
         .await
         .unwrap());
     assert_eq!(
         store
-            .subscribe_member(&format!("{p}ghost"), &ann, &room, live, now)
+            .subscribe_member(&format!("{p}ghost"), &ann, &room, live, now, 100)
             .await,
         Err(StoreError::NotConnected(format!("{p}ghost"))),
         "only a live connection subscribes"
@@ -100,13 +100,13 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
     );
     // A plain subscription later made a member subscription counts as new.
     let other = format!("{p}other");
-    store.subscribe(&conns[2].0, &other, live, now).await.unwrap();
+    store.subscribe(&conns[2].0, &other, live, now, 100).await.unwrap();
     assert!(
         member_rows(store, &other, now).await.is_empty(),
         "a plain subscription is no member"
     );
     assert!(store
-        .subscribe_member(&conns[2].0, &ann, &other, live, now)
+        .subscribe_member(&conns[2].0, &ann, &other, live, now, 100)
         .await
         .unwrap());
     assert_eq!(member_rows(store, &other, now).await, vec![ann.clone()]);
@@ -116,7 +116,7 @@ pub async fn run(store: &dyn ConnectionStore, p: &str) {
     for i in 0..25 {
         let (id, user) = (format!("{p}m{i}"), format!("{p}u{:02}", 24 - i));
         store.put_connection(&connection(&id, &user, live)).await.unwrap();
-        store.subscribe_member(&id, &user, &big, live, now).await.unwrap();
+        store.subscribe_member(&id, &user, &big, live, now, 100).await.unwrap();
         users.push(user);
     }
     users.sort();

@@ -2,8 +2,9 @@
 //!
 //! - A presence subscription is the ordinary subscription item with one more attribute,
 //!   `member` (`<userId>` U+001F `<connectionId>`), which puts it in the sparse `byMember` index
-//!   ([`crate::store::table`]). Writing it costs what a subscription costs; nothing per topic or
-//!   per user is kept besides, so nothing drifts when rows expire by TTL.
+//!   ([`crate::store::table`]); it is written by the subscribe transaction (`subscribe_item`,
+//!   with the topic cap) and removed by the unsubscribe one. Nothing per topic or per user is
+//!   kept besides, so nothing drifts when rows expire by TTL.
 //! - A user's connections on a topic: one `Query` of `byMember` with `begins_with` on the
 //!   member prefix ("Query operations in DynamoDB": the sort key condition `begins_with`).
 //! - A topic's members: `Query` pages of `byMember`, ascending by `member`, so one user's
@@ -17,92 +18,13 @@
 //!   user with one `Query` of `byUser`, and the cursor names the user as done, so the next
 //!   page skips the rest of its rows. The order is the Scan's: stable while rows stay.
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, ReturnValue, TransactWriteItem};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::{backend, get_s, get_ttl, n, next_cursor, s, start_key, DynamoStore, Item};
+use super::{backend, get_s, get_ttl, next_cursor, s, start_key, DynamoStore, Item};
 use crate::store::table::*;
 use crate::store::{is_live, OnlineCursor, OnlinePage, OnlineUser, Pages, StoreError};
 
 impl DynamoStore {
-    pub(super) async fn put_member(
-        &self,
-        connection_id: &str,
-        user_id: &str,
-        topic: &str,
-        ttl: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        // As `subscribe`: one transaction with the connection's liveness. The put is refused
-        // when the member subscription is already there, which tells a repeat from a first.
-        let check = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key(PK, s(connection_pk(connection_id)))
-            .key(SK, s(META))
-            .condition_expression("attribute_exists(#pk) AND #ttl > :now")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#ttl", TTL)
-            .expression_attribute_values(":now", n(now))
-            .build()
-            .expect("table, key and condition are set");
-        let put = Put::builder()
-            .table_name(&self.table)
-            .item(PK, s(connection_pk(connection_id)))
-            .item(SK, s(topic_sk(topic)))
-            .item(CONNECTION_ID, s(connection_id))
-            .item(TOPIC, s(topic))
-            .item(MEMBER, s(member(user_id, connection_id)))
-            .item(TTL, n(ttl))
-            .condition_expression("attribute_not_exists(#m)")
-            .expression_attribute_names("#m", MEMBER)
-            .build()
-            .expect("table and item are set");
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(check).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let reasons: Vec<Option<String>> = match e.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(t)) => t
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().map(str::to_owned))
-                        .collect(),
-                    _ => return Err(backend("TransactWriteItems", e)),
-                };
-                let failed = |i: usize| reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed");
-                if failed(0) {
-                    Err(StoreError::NotConnected(connection_id.to_owned()))
-                } else if failed(1) {
-                    Ok(false)
-                } else {
-                    Err(backend("TransactWriteItems", e))
-                }
-            }
-        }
-    }
-
-    pub(super) async fn delete_member(&self, connection_id: &str, topic: &str) -> Result<bool, StoreError> {
-        // "DeleteItem": ReturnValues ALL_OLD returns the deleted item, at no extra capacity.
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key(PK, s(connection_pk(connection_id)))
-            .key(SK, s(topic_sk(topic)))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| backend("DeleteItem", e))?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
-    }
-
     fn member_query(&self, topic: &str) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         self.client
             .query()

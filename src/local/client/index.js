@@ -1,0 +1,1 @@
+export { Hub, WshubError } from "./hub.js";
