@@ -159,8 +159,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("a room of {users} users (room:1), each with 2 connections, 1 subscribed; table {table}");
     println!();
-    println!("| step | posts | operations | RCU moto reports | index RCU by DynamoDB's rules |");
-    println!("|---|---|---|---|---|");
+    println!("| step | posts | operations | RCU moto reports | WCU moto reports | index RCU by DynamoDB's rules |");
+    println!("|---|---|---|---|---|---|");
     let steps: Vec<(&str, Value, String)> = vec![
         (
             "join: a user's first connection subscribes (subscribe route, whole)",
@@ -236,9 +236,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let usage = store.capacity().usage().since(&before);
         let posts = notifier.sent().len() - sent_before;
         println!(
-            "| {name} | {posts} | {} | {:.1} | {model} |",
+            "| {name} | {posts} | {} | {:.1} | {:.1} | {model} |",
             operations(&usage),
-            usage.read_units()
+            usage.read_units(),
+            usage.write_units()
         );
     }
     // A page of the online list: every user (one left the room but is still connected).
@@ -252,9 +253,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .flat_map(|u| [0, 1].map(|k| by_user_entry(u, k, row_ttl)))
         .sum();
     println!(
-        "| a page of the online list (limit 100; {listed} users) | 0 | {} | {:.1} | byUser Scan {:.1} ({page_bytes} B; one Query of byUser more, 0.5, when a Scan page ends inside the last user), BatchGetItem {:.1} |",
+        "| a page of the online list (limit 100; {listed} users) | 0 | {} | {:.1} | {:.1} | byUser Scan {:.1} ({page_bytes} B; one Query of byUser more, 0.5, when a Scan page ends inside the last user), BatchGetItem {:.1} |",
         operations(&usage),
         usage.read_units(),
+        usage.write_units(),
         eventually_consistent_rcu(page_bytes),
         // BatchGetItem of the users' presence items: eventually consistent, 0.5 RCU per item (each < 4 KB).
         0.5 * page_users as f64
