@@ -76,6 +76,9 @@ pub struct Config {
     /// `PUBLISH_KEYS`: SHA-256 digests of the publisher keys `POST /publish` accepts in
     /// `Authorization: Bearer` (the keys themselves are not kept).
     pub publish_keys: Vec<[u8; 32]>,
+    /// `PRESENCE_TOPICS`: topics whose members are tracked, with join and leave frames
+    /// ([`crate::presence`]). Empty (the default): none.
+    pub presence_topics: Vec<topics::Pattern>,
     /// `AUTH_TOKENS_PARAMETER`, `JWT_SECRET_PARAMETER`, `PUBLISH_KEYS_PARAMETER`,
     /// `SECRETS_MANAGER_SECRET_ID`, `SECRETS_MAX_AGE_SECONDS`, `SECRETS_TIMEOUT_MS`
     /// ([`crate::secrets`]). With a source configured, read [`crate::hub::Hub::credentials`]
@@ -251,6 +254,20 @@ impl Config {
         )?;
         let history = HistoryConfig::from_lookup(get)?;
         let publish_keys = publish_keys(get("PUBLISH_KEYS"))?;
+        let presence_topics = {
+            let listed = get("PRESENCE_TOPICS").unwrap_or_default();
+            let patterns = topics::parse_list(listed.split(','));
+            if patterns.len() != listed.split(',').filter(|p| !p.trim().is_empty()).count() {
+                return Err(ConfigError::Invalid {
+                    name: "PRESENCE_TOPICS",
+                    reason: format!(
+                        "every entry must be a topic or a prefix ending in *, at most {}",
+                        topics::MAX_PATTERNS
+                    ),
+                });
+            }
+            patterns
+        };
         let topic_access = match get("TOPIC_ACCESS").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("open") => TopicAccess::Open,
             Some("restricted") => {
@@ -291,6 +308,7 @@ impl Config {
             topic_access,
             history,
             publish_keys,
+            presence_topics,
             secrets,
             forward,
             max_topics_per_connection,

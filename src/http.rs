@@ -1,4 +1,6 @@
-//! HTTP API requests (API Gateway HTTP API, payload format 2.0): `GET /users/online`.
+//! HTTP API requests (API Gateway HTTP API, payload format 2.0): `GET /users/online` (the
+//! presence of given users, or without `userIds` the list of who is online),
+//! `GET /topics/{topic}/presence` ([`presence`]) and `POST /publish` ([`publish`]).
 //!
 //! The function checks credentials itself, with the same configuration as the `$connect`
 //! authorizer, so the route is safe behind any front door (an HTTP API without an authorizer,
@@ -11,13 +13,19 @@
 //!
 //! | status | code                   | when |
 //! |--------|------------------------|------|
-//! | 400    | `missing_user_ids`     | no `userIds`, or only empty entries |
+//! | 400    | `missing_user_ids`     | `userIds` given with only empty entries |
 //! | 400    | `invalid_user_id`      | an id longer than 128 characters or with control characters |
 //! | 400    | `too_many_user_ids`    | more than 100 distinct ids |
+//! | 400    | `invalid_query`        | `limit` or `cursor` beside `userIds` (they page the list only) |
+//! | 400    | `invalid_limit`        | `limit` not a whole number from 1 to 1000 |
+//! | 400    | `invalid_cursor`       | `cursor` not a `next` of an earlier answer |
+//! | 400    | `invalid_topic`        | `/topics/{topic}/presence` with an invalid topic |
 //! | 401    | `missing_credentials`  | neither header |
 //! | 403    | `forbidden`            | the credential is refused, or auth is not configured |
+//! | 403    | `forbidden_topic`      | `TOPIC_ACCESS=restricted` and the topic is not granted to the caller |
 //! | 404    | `not_found`            | another path |
-//! | 405    | `method_not_allowed`   | `/users/online` with another method (`Allow: GET`) |
+//! | 404    | `not_presence_topic`   | the topic is not in `PRESENCE_TOPICS` |
+//! | 405    | `method_not_allowed`   | `/users/online` or a presence path with another method (`Allow: GET`) |
 //! | 500    | `internal`             | the store failed; retrying may succeed |
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -25,6 +33,7 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
+pub mod presence;
 mod publish;
 
 use tokio::time::Instant;
@@ -75,15 +84,24 @@ pub async fn handle(
 }
 
 async fn route(hub: &Hub, request: &ApiGatewayV2httpRequest, method: &str, path: &str) -> Reply {
-    if path != ONLINE_PATH {
+    // `GET /topics/{topic+}` in the template: the topic is read off the raw path.
+    let topic = if path.starts_with(presence::TOPICS_PREFIX) {
+        presence::topic_of_path(&raw_path(request))
+    } else {
+        None
+    };
+    if path != ONLINE_PATH && topic.is_none() {
         return error(
             404,
             "not_found",
-            format!("no route for {}; try GET {ONLINE_PATH}", shown(path)),
+            format!(
+                "no route for {}; try GET {ONLINE_PATH} or GET /topics/{{topic}}/presence",
+                shown(path)
+            ),
         );
     }
     if method != "GET" {
-        let mut reply = error(405, "method_not_allowed", format!("{ONLINE_PATH} answers GET only"));
+        let mut reply = error(405, "method_not_allowed", format!("{} answers GET only", shown(path)));
         reply.header = Some(("allow", "GET"));
         return reply;
     }
@@ -91,7 +109,27 @@ async fn route(hub: &Hub, request: &ApiGatewayV2httpRequest, method: &str, path:
         Ok(identity) => identity,
         Err(reply) => return reply,
     };
-    let users = match user_ids(request.query_string_parameters.all("userIds").unwrap_or_default()) {
+    if let Some(topic) = topic {
+        return match topic {
+            Ok(topic) => presence::topic_presence(hub, &identity, &topic).await,
+            Err(reply) => reply,
+        };
+    }
+    let Some(raw_ids) = request.query_string_parameters.all("userIds") else {
+        // No `userIds`: the list of who is online, page by page.
+        return match presence::list_query(request) {
+            Ok((limit, cursor)) => presence::online_list(hub, &identity, limit, &cursor).await,
+            Err(reply) => reply,
+        };
+    };
+    if presence::has_list_parameters(request) {
+        return error(
+            400,
+            "invalid_query",
+            "limit and cursor page the online list; leave them out with userIds",
+        );
+    }
+    let users = match user_ids(raw_ids) {
         Ok(users) => users,
         Err(reply) => return reply,
     };
@@ -130,6 +168,11 @@ fn route_path(request: &ApiGatewayV2httpRequest) -> String {
     if let Some((_, path)) = route_key.and_then(|k| k.split_once(' ')) {
         return path.to_owned();
     }
+    raw_path(request)
+}
+
+/// The raw path without the stage prefix.
+fn raw_path(request: &ApiGatewayV2httpRequest) -> String {
     let raw = request
         .raw_path
         .as_deref()
@@ -198,7 +241,7 @@ fn user_ids(raw: Vec<&str>) -> Result<Vec<String>, Reply> {
         return Err(error(
             400,
             "missing_user_ids",
-            "give userIds, comma-separated: ?userIds=alice,bob",
+            "give userIds, comma-separated: ?userIds=alice,bob (or none for the online list)",
         ));
     }
     Ok(users)

@@ -24,6 +24,7 @@
 //! - [`shard`]: a push too large for one invocation, split into jobs on the [`queue::Queue`] port.
 //! - [`forward`]: client actions sent on to EventBridge (`FORWARD_ACTIONS`), the
 //!   [`forward::EventBus`] port.
+//! - [`presence`]: who is subscribed to a `PRESENCE_TOPICS` topic, `join`/`leave` frames.
 //! - [`protocol`]: client frames in, reply and push frames out, stable error codes.
 //! - [`metrics`]: per-invocation counters, flushed as one CloudWatch EMF document;
 //!   [`secrets`]: `AUTH_TOKENS`, `JWT_SECRET`, `PUBLISH_KEYS` from Parameter Store or Secrets Manager.
@@ -49,6 +50,7 @@ pub mod hub;
 pub mod local;
 pub mod metrics;
 pub mod notify;
+pub mod presence;
 pub mod protocol;
 pub mod publish;
 pub mod push;

@@ -9,7 +9,15 @@ pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 pub const MAX_TOPIC_CHARS: usize = 128;
 const MAX_ID_CHARS: usize = 128;
 /// Every client action. The deployed API has a route (with a reply) for each; see template.yaml.
-pub const ACTIONS: [&str; 6] = ["ping", "subscribe", "unsubscribe", "sendmessage", "whoami", "history"];
+pub const ACTIONS: [&str; 7] = [
+    "ping",
+    "subscribe",
+    "unsubscribe",
+    "sendmessage",
+    "whoami",
+    "history",
+    "presence",
+];
 /// `history` pages: 100 publications unless the client asks, at most 1,000.
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;
 pub const MAX_HISTORY_LIMIT: usize = 1000;
@@ -40,6 +48,8 @@ pub enum ErrorCode {
     NotConnected,
     /// `sendmessage` beyond `SEND_RATE_PER_SECOND` (after a burst of `SEND_RATE_BURST`).
     RateLimited,
+    /// `presence` on a topic outside `PRESENCE_TOPICS`: its members are not tracked.
+    NotPresenceTopic,
     /// `subscribe` would take the connection past `MAX_TOPICS_PER_CONNECTION` subscriptions.
     TooManyTopics,
     /// A backend failed; the request may be retried.
@@ -131,6 +141,36 @@ pub enum Frame {
         #[serde(skip_serializing_if = "Option::is_none")]
         epoch: Option<String>,
     },
+    /// On a presence topic ([`crate::presence`]): a user's first connection subscribed. A
+    /// publication on the topic's stream, so it carries `seq` and `epoch` when recorded.
+    Join {
+        topic: String,
+        user_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+    },
+    /// On a presence topic: a user's last connection left it (unsubscribe or `$disconnect`).
+    Leave {
+        topic: String,
+        user_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+    },
+    /// Reply to `presence`: the distinct users subscribed to a presence topic.
+    Presence {
+        topic: String,
+        /// Distinct users with a live subscription.
+        count: usize,
+        /// Ordered by user id; cut to fit one frame, then `more` is true.
+        members: Vec<Member>,
+        more: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+    },
     /// Reply to a forwarded action (`FORWARD_ACTIONS`): the event is on the bus. `id` is the
     /// client's, or API Gateway's message id when it gave none; the detail carries the same.
     Accepted { id: Value },
@@ -146,13 +186,21 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// A user on a presence topic and how many of their connections are subscribed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub user_id: String,
+    pub connections: u32,
+}
+
 /// What a client missed: the publications after its position, in seq order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recovery {
     /// Every publication after the client's position is in `messages` or the pages after it,
     /// in the same epoch. `false`: some are lost (history expired, epoch changed, recording off).
     pub recovered: bool,
-    /// `message` frames, ascending by seq.
+    /// `message` frames (and `join`/`leave` frames on presence topics), ascending by seq.
     pub messages: Vec<Frame>,
     /// More follow: ask `history` with `since` at the last one's seq.
     pub more: bool,
@@ -202,6 +250,9 @@ pub enum Action {
         data: Value,
     },
     Whoami,
+    Presence {
+        topic: String,
+    },
 }
 
 /// A parsed client frame: the action and the client's correlation `id`, echoed in the reply.
@@ -273,6 +324,9 @@ impl Request {
                 topic: required_topic(&obj, &id)?,
                 since: since(&obj, &id)?,
                 limit: limit(&obj, &id)?,
+            },
+            "presence" => Action::Presence {
+                topic: required_topic(&obj, &id)?,
             },
             "unsubscribe" => Action::Unsubscribe {
                 topic: required_topic(&obj, &id)?,

@@ -164,11 +164,15 @@ pub fn audience_of_topic(topic: &str) -> Result<Audience, String> {
     }
 }
 
-/// A publication as the store keeps it; rendered into a `message` frame on every read.
+/// A publication as the store keeps it; rendered into a `message` frame on every read, or a
+/// `join`/`leave` frame when it is a presence event ([`crate::presence`]).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Stored {
+    #[serde(default)]
     data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<PresenceEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     from: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,17 +256,33 @@ impl Stamp {
 
 /// Records `publication` on its stream (step 1 of the module docs).
 pub async fn record(hub: &Hub, publication: &Publication, now: i64) -> Result<Stamp, StoreError> {
-    let (Some(stream), Some(ttl)) = (&publication.stream, hub.config.history.ttl) else {
+    let Some(stream) = &publication.stream else {
         return Ok(Stamp::Unrecorded);
     };
     let stored = Stored {
         data: publication.data.clone(),
+        event: None,
         from: publication.from.clone(),
         id: publication.id.clone(),
     };
-    let body = serde_json::to_string(&stored).unwrap_or_default();
     let owner = publication.id.as_deref().unwrap_or("");
-    let key = publication.key.as_deref();
+    record_stored(hub, stream, &stored, publication.key.as_deref(), owner, now).await
+}
+
+/// Records one stored publication (a push, or a presence event) on `stream`: the one way onto
+/// a stream, so every publication is counted and stamped alike.
+async fn record_stored(
+    hub: &Hub,
+    stream: &str,
+    stored: &Stored,
+    key: Option<&str>,
+    owner: &str,
+    now: i64,
+) -> Result<Stamp, StoreError> {
+    let Some(ttl) = hub.config.history.ttl else {
+        return Ok(Stamp::Unrecorded);
+    };
+    let body = serde_json::to_string(stored).unwrap_or_default();
     let recorded = hub
         .store
         .record(
@@ -392,6 +412,94 @@ async fn publish_with(
     }
 }
 
+/// A presence event on a topic's stream: a user's first connection joined it, or their last left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceEvent {
+    pub kind: PresenceKind,
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceKind {
+    Join,
+    Leave,
+}
+
+impl PresenceEvent {
+    /// The `join` or `leave` frame at `pos` (none: unrecorded).
+    pub fn frame(&self, topic: &str, pos: Option<&StreamPos>) -> Frame {
+        let (topic, user_id) = (topic.to_owned(), self.user_id.clone());
+        let (seq, epoch) = (pos.map(|p| p.seq), pos.map(|p| p.epoch.clone()));
+        match self.kind {
+            PresenceKind::Join => Frame::Join {
+                topic,
+                user_id,
+                seq,
+                epoch,
+            },
+            PresenceKind::Leave => Frame::Leave {
+                topic,
+                user_id,
+                seq,
+                epoch,
+            },
+        }
+    }
+}
+
+/// Records a presence event on `topic`'s stream like any publication (so a client recovering
+/// with `since` sees it among the messages, in seq order), then delivers its frame to every
+/// subscriber of `topic`, the user's own connections included. `endpoint` is the @connections
+/// endpoint. Returns the frame delivered; an incomplete delivery is logged, not returned: the
+/// event is in history, and a `presence` read tells the truth.
+pub async fn announce(
+    hub: &Hub,
+    endpoint: &str,
+    topic: &str,
+    event: &PresenceEvent,
+    deadline: Option<Instant>,
+    now: i64,
+) -> Result<Frame, StoreError> {
+    let stored = Stored {
+        data: Value::Null,
+        event: Some(event.clone()),
+        from: None,
+        id: None,
+    };
+    // No idempotency key: every join and leave is a new publication.
+    let stamp = record_stored(hub, topic, &stored, None, "", now).await?;
+    let pos = stamp.pos().cloned();
+    let frame = event.frame(topic, pos.as_ref());
+    let report = hub
+        .fanout(deadline)
+        .deliver(
+            endpoint,
+            Audience::Group(Group::Topic(topic.to_owned())),
+            frame.to_json().as_bytes(),
+            None,
+            now_secs(),
+        )
+        .await;
+    tracing::info!(
+        topic,
+        kind = ?event.kind,
+        delivered = report.delivered,
+        failed = report.failed,
+        seq = pos.as_ref().map(|p| p.seq),
+        "presence event"
+    );
+    if !report.is_complete() {
+        tracing::error!(
+            topic,
+            failed = report.failed,
+            "presence event not delivered to every subscriber"
+        );
+    }
+    Ok(frame)
+}
+
 /// Where a stream stands and, with `since`, what came after it: `subscribe` and `history`.
 /// `None` for the position when recording is off.
 pub async fn read(
@@ -441,13 +549,20 @@ pub async fn read(
             recovered = false;
             continue;
         };
-        let frame = Frame::Message {
-            topic: Some(stream.to_owned()),
-            data: stored.data,
-            from: stored.from,
-            id: stored.id,
-            seq: Some(p.seq),
-            epoch: Some(history.head.epoch.clone()),
+        let pos = StreamPos {
+            seq: p.seq,
+            epoch: history.head.epoch.clone(),
+        };
+        let frame = match stored.event {
+            Some(event) => event.frame(stream, Some(&pos)),
+            None => Frame::Message {
+                topic: Some(stream.to_owned()),
+                data: stored.data,
+                from: stored.from,
+                id: stored.id,
+                seq: Some(pos.seq),
+                epoch: Some(pos.epoch),
+            },
         };
         let size = frame.to_json().len() + 1;
         if size > budget {

@@ -18,7 +18,7 @@ use wshub::store::memory::MemoryStore;
 use wshub::{Config, Hub};
 
 /// Every error code. The match makes a new variant a compile error here until it is listed.
-const ERROR_CODES: [ErrorCode; 12] = [
+const ERROR_CODES: [ErrorCode; 13] = [
     ErrorCode::BadJson,
     ErrorCode::MissingAction,
     ErrorCode::UnknownAction,
@@ -29,6 +29,7 @@ const ERROR_CODES: [ErrorCode; 12] = [
     ErrorCode::PayloadTooLarge,
     ErrorCode::NotConnected,
     ErrorCode::RateLimited,
+    ErrorCode::NotPresenceTopic,
     ErrorCode::TooManyTopics,
     ErrorCode::Internal,
 ];
@@ -45,6 +46,7 @@ fn wire_name(code: ErrorCode) -> String {
         | ErrorCode::PayloadTooLarge
         | ErrorCode::NotConnected
         | ErrorCode::RateLimited
+        | ErrorCode::NotPresenceTopic
         | ErrorCode::TooManyTopics
         | ErrorCode::Internal => serde_json::to_value(code).unwrap().as_str().unwrap().to_owned(),
     }
@@ -257,9 +259,17 @@ impl Fixture {
     /// Sends `body` as a text frame and checks the reply: it matches its message's schema and is
     /// one the operation for the request (the catch-all one for an invalid request) may reply.
     async fn request(&self, seen: &mut Exercised, connection_id: &str, body: &str) -> Value {
+        self.request_as(seen, connection_id, None, body).await
+    }
+
+    /// As [`Self::request`], with the authorizer's `userId` set to `user` (else ping.json's).
+    async fn request_as(&self, seen: &mut Exercised, connection_id: &str, user: Option<&str>, body: &str) -> Value {
         let d = document();
         let mut e = event("ping.json");
         e["requestContext"]["connectionId"] = json!(connection_id);
+        if let Some(user) = user {
+            e["requestContext"]["authorizer"]["userId"] = json!(user);
+        }
         e["body"] = json!(body);
         let reply = asyncapi::reply_frame(&wshub::handle(&self.hub, e, None).await.unwrap());
         let key = assert_frame(&reply);
@@ -403,6 +413,23 @@ async fn the_handlers_produce_every_message_and_error_code_of_the_document() {
         .request(s, "A", r#"{"action":"subscribe","topic":"user:bob"}"#)
         .await;
     assert_eq!(reply["code"], "forbidden_topic");
+
+    // Presence: join, the presence reply, leave; and a topic that does not track presence.
+    let room = fixture(&[("PRESENCE_TOPICS", "room")]);
+    room.connect("A", "alice").await;
+    room.connect("B", "bob").await;
+    for (id, user) in [("A", "alice"), ("B", "bob")] {
+        room.request_as(s, id, Some(user), r#"{"action":"subscribe","topic":"room"}"#)
+            .await;
+    }
+    assert_eq!(room.pushes(s, "A").last().unwrap()["action"], "join");
+    let members = room.request(s, "A", r#"{"action":"presence","topic":"room"}"#).await;
+    assert_eq!(members["count"], 2);
+    room.request_as(s, "B", Some("bob"), r#"{"action":"unsubscribe","topic":"room"}"#)
+        .await;
+    assert_eq!(room.pushes(s, "A").last().unwrap()["action"], "leave");
+    let reply = room.request(s, "A", r#"{"action":"presence","topic":"news"}"#).await;
+    assert_eq!(reply["code"], "not_presence_topic");
 
     let limited = fixture(&[("SEND_RATE_PER_SECOND", "1"), ("SEND_RATE_BURST", "1")]);
     limited.connect("A", "alice").await;

@@ -341,7 +341,22 @@ fn rows() -> Vec<(&'static str, Input, Expected)> {
         // HTTP API requests.
         ("http: headers is a string", http_event(|e| e["headers"] = json!("token: bob-token")), Invocation("wshub.MalformedEvent")),
         ("http: userIds is a number", http_event(|e| e["queryStringParameters"]["userIds"] = json!(5)), Invocation("wshub.MalformedEvent")),
-        ("http: no query string", http_event(|e| drop(e.as_object_mut().unwrap().remove("queryStringParameters"))), Http(400, "missing_user_ids")),
+        // Without userIds the request lists who is online: its paging parameters are checked.
+        (
+            "http: online list, limit 0",
+            http_event(|e| e["queryStringParameters"] = json!({"limit": "0"})),
+            Http(400, "invalid_limit"),
+        ),
+        (
+            "http: online list, a forged cursor",
+            http_event(|e| e["queryStringParameters"] = json!({"cursor": "eyJhZnRlciI6eyJ0b3BpYyI6IngifX0"})),
+            Http(400, "invalid_cursor"),
+        ),
+        (
+            "http: limit beside userIds",
+            http_event(|e| e["queryStringParameters"]["limit"] = json!("5")),
+            Http(400, "invalid_query"),
+        ),
         ("http: only commas", http_event(|e| e["queryStringParameters"]["userIds"] = json!(",,,")), Http(400, "missing_user_ids")),
         ("http: control character in an id", http_event(|e| e["queryStringParameters"]["userIds"] = json!("a\u{0}b")), Http(400, "invalid_user_id")),
         (

@@ -33,6 +33,21 @@ async fn dynamodb_store_meets_the_contract() {
 
 #[tokio::test]
 #[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn dynamodb_store_keeps_members_of_presence_topics() {
+    let store = fresh_table().await.with_page_size(10);
+    wshub::store::contract::members::run(&store, "m-").await;
+}
+
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
+async fn dynamodb_store_lists_who_is_online_page_by_page() {
+    // Pages of at most 3 rows: a page of users often stops inside a user's connections.
+    let store = fresh_table().await.with_page_size(3);
+    wshub::store::contract::members::online(&store).await;
+}
+
+#[tokio::test]
+#[ignore = "needs a DynamoDB endpoint in AWS_ENDPOINT_URL_DYNAMODB: run scripts/test.sh"]
 async fn dynamodb_store_keeps_streams() {
     let store = fresh_table().await;
     wshub::store::contract::history::run(&store, "h-").await;

@@ -799,6 +799,39 @@ impl ConnectionStore for BrokenStore {
     ) -> Result<wshub::store::History, wshub::store::StoreError> {
         self.0.history(stream, after, limit, keep, ttl, now).await
     }
+    async fn subscribe_member(
+        &self,
+        id: &str,
+        user: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max_topics: usize,
+    ) -> Result<bool, wshub::store::StoreError> {
+        self.0.subscribe_member(id, user, topic, ttl, now, max_topics).await
+    }
+    async fn unsubscribe_member(&self, id: &str, topic: &str) -> Result<bool, wshub::store::StoreError> {
+        self.0.unsubscribe_member(id, topic).await
+    }
+    async fn member_connections(
+        &self,
+        topic: &str,
+        user: &str,
+        now: i64,
+    ) -> Result<Vec<String>, wshub::store::StoreError> {
+        self.0.member_connections(topic, user, now).await
+    }
+    fn topic_members(&self, topic: &str, now: i64) -> wshub::store::Pages {
+        self.0.topic_members(topic, now)
+    }
+    async fn online_users(
+        &self,
+        cursor: &wshub::store::OnlineCursor,
+        limit: usize,
+        now: i64,
+    ) -> Result<wshub::store::OnlinePage, wshub::store::StoreError> {
+        self.0.online_users(cursor, limit, now).await
+    }
 }
 
 #[tokio::test]
@@ -1319,6 +1352,39 @@ impl ConnectionStore for PostsDuringConnect {
     ) -> Result<wshub::store::History, wshub::store::StoreError> {
         self.inner.history(stream, after, limit, keep, ttl, now).await
     }
+    async fn subscribe_member(
+        &self,
+        id: &str,
+        user: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max_topics: usize,
+    ) -> Result<bool, wshub::store::StoreError> {
+        self.inner.subscribe_member(id, user, topic, ttl, now, max_topics).await
+    }
+    async fn unsubscribe_member(&self, id: &str, topic: &str) -> Result<bool, wshub::store::StoreError> {
+        self.inner.unsubscribe_member(id, topic).await
+    }
+    async fn member_connections(
+        &self,
+        topic: &str,
+        user: &str,
+        now: i64,
+    ) -> Result<Vec<String>, wshub::store::StoreError> {
+        self.inner.member_connections(topic, user, now).await
+    }
+    fn topic_members(&self, topic: &str, now: i64) -> wshub::store::Pages {
+        self.inner.topic_members(topic, now)
+    }
+    async fn online_users(
+        &self,
+        cursor: &wshub::store::OnlineCursor,
+        limit: usize,
+        now: i64,
+    ) -> Result<wshub::store::OnlinePage, wshub::store::StoreError> {
+        self.inner.online_users(cursor, limit, now).await
+    }
 }
 
 /// `http` under another name, so the store above can call it from a trait method.
@@ -1353,5 +1419,98 @@ async fn a_410_during_connect_does_not_delete_the_new_connection() {
     );
     push(&hub, &json!({"connectionId": id, "data": "later"}).to_string()).await;
     assert_eq!(next_posted(&mut ws).await["data"], "later");
+    hub.shutdown().await;
+}
+
+/// Frames until one with `action`: that one, and the ones before it (joins and leaves arrive
+/// between a request and its reply).
+async fn until(ws: &mut Ws, action: &str) -> (Value, Vec<Value>) {
+    let mut before = Vec::new();
+    loop {
+        let frame = next_json(ws).await;
+        if frame["action"] == action {
+            return (frame, before);
+        }
+        before.push(frame);
+    }
+}
+
+/// Issue "who is in the room", with real clients: three in a room, one closes its socket, the
+/// others get `leave`, and `presence` and `GET /topics/room/presence` list the rest.
+#[tokio::test]
+async fn three_in_a_room_one_closes_and_the_others_see_the_leave() {
+    let hub = start_with(
+        Settings::default(),
+        &[
+            ("AUTH_TOKENS", "alice=alice-token,bob=bob-token,carol=carol-token"),
+            ("PRESENCE_TOPICS", "room"),
+        ],
+    )
+    .await;
+    let mut clients = Vec::new();
+    for token in ["alice-token", "bob-token", "carol-token"] {
+        let mut ws = connect(&hub, token).await;
+        ws.send(Message::text(
+            json!({"action": "subscribe", "topic": "room"}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let (reply, before) = until(&mut ws, "subscribed").await;
+        let user = token.trim_end_matches("-token");
+        assert_eq!(before.len(), 1, "its own join: {before:?}");
+        assert_eq!(
+            (&before[0]["action"], &before[0]["userId"]),
+            (&json!("join"), &json!(user))
+        );
+        assert_eq!(reply["seq"], before[0]["seq"], "the reply's position covers the join");
+        clients.push(ws);
+    }
+    // Alice saw bob and carol join, bob saw carol.
+    for (i, joined) in [(0, vec!["bob", "carol"]), (1, vec!["carol"])] {
+        for user in joined {
+            let frame = next_json(&mut clients[i]).await;
+            assert_eq!((&frame["action"], &frame["userId"]), (&json!("join"), &json!(user)));
+        }
+    }
+    let mut carol = clients.pop().unwrap();
+    let carol_id = connection_id(&mut carol).await;
+    carol.close(None).await.unwrap();
+    for ws in clients.iter_mut() {
+        let leave = next_json(ws).await;
+        assert_eq!(
+            (&leave["action"], &leave["topic"], &leave["userId"]),
+            (&json!("leave"), &json!("room"), &json!("carol"))
+        );
+    }
+    wait_removed(&hub, &carol_id).await;
+    let reply = request(&mut clients[0], json!({"action": "presence", "topic": "room"})).await;
+    let expected = json!([{"userId": "alice", "connections": 1}, {"userId": "bob", "connections": 1}]);
+    assert_eq!(
+        (&reply["count"], &reply["members"], &reply["more"]),
+        (&json!(2), &expected, &json!(false))
+    );
+    let url = format!("{}/topics/room/presence", hub.http);
+    let (status, _, body) = get_json(&url, &[("token", "bob-token")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"action": "presence", "topic": "room", "count": 2, "members": expected, "more": false})
+    );
+    let (status, _, _) = get_json(&url, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The online list, without userIds.
+    let (status, _, body) = get_json(&format!("{}/users/online?limit=1", hub.http), &[("token", "bob-token")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["users"].as_array().unwrap().len(), 1);
+    let next = body["next"].as_str().expect("a second page").to_owned();
+    let (_, _, body) = get_json(
+        &format!("{}/users/online?limit=1&cursor={next}", hub.http),
+        &[("token", "bob-token")],
+    )
+    .await;
+    assert_eq!(body["users"][0]["userId"], "bob");
+    for ws in clients.iter_mut() {
+        ws.close(None).await.unwrap();
+    }
     hub.shutdown().await;
 }

@@ -377,6 +377,20 @@ fn online_status_route_reaches_the_function_without_an_authorizer() {
     assert!(t["Resources"]["HttpApi"]["Properties"].get("Auth").is_none());
     let url = format!("{:?}", t["Outputs"]["OnlineStatusUrl"]["Value"]);
     assert!(url.contains(wshub::http::ONLINE_PATH), "{url}");
+    // GET /topics/{topic}/presence: a greedy route, so topics with "/" reach the function too.
+    let event = &t["Resources"]["HubFunction"]["Properties"]["Events"]["TopicPresence"];
+    assert_eq!(event["Type"].as_str(), Some("HttpApi"));
+    let p = &event["Properties"];
+    assert_eq!(ref_target(&p["ApiId"]), Some("HttpApi"));
+    assert_eq!(p["Method"].as_str(), Some("GET"));
+    let path = p["Path"].as_str().unwrap();
+    assert_eq!(path, format!("{}{{topic+}}", wshub::http::presence::TOPICS_PREFIX));
+    assert_eq!(p["PayloadFormatVersion"].as_str(), Some("2.0"));
+    assert!(p.get("Auth").is_none());
+    // PRESENCE_TOPICS comes from its parameter, empty by default.
+    let env = &t["Resources"]["HubFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(ref_target(&env["PRESENCE_TOPICS"]), Some("PresenceTopics"));
+    assert_eq!(t["Parameters"]["PresenceTopics"]["Default"].as_str(), Some(""));
 }
 
 /// `POST /publish` is its own route on the HTTP API, IAM-authorized unless the operator chose

@@ -17,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
                 Some(other) => panic!("id of the wrong type accepted: {other}"),
             }
             match &request.action {
-                Action::Subscribe { topic, .. } | Action::Unsubscribe { topic } => validate_topic(topic).unwrap(),
+                Action::Subscribe { topic, .. } | Action::Unsubscribe { topic } | Action::Presence { topic } => {
+                    validate_topic(topic).unwrap()
+                }
                 Action::History { topic, limit, .. } => {
                     validate_topic(topic).unwrap();
                     assert!((1..=1000).contains(limit), "limit {limit} accepted");

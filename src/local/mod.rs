@@ -359,6 +359,8 @@ fn router(state: Arc<State>) -> Router {
         .route("/_local/wshub-client/{file}", get(server::client_file))
         .route(crate::http::ONLINE_PATH, any(management::online_status))
         .route(crate::http::PUBLISH_PATH, any(management::http_api))
+        // `GET /topics/{topic}/presence` (the template's `GET /topics/{topic+}`).
+        .route("/topics/{*rest}", any(management::online_status))
         .route("/_local/connections/{*id}", get(management::stored_connection))
         .route("/_local/events", get(forwarded_events))
         // Sockets on any other path, as behind the EdgePath distribution; else 404.

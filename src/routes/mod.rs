@@ -52,6 +52,21 @@ impl<'a> RouteContext<'a> {
         self.hub.config.topic_access.allows(self.user_id, &granted, topic)
     }
 
+    /// A presence change of this connection's user on `topic`, when `topic` tracks presence
+    /// and the connection has a user ([`crate::presence`]).
+    pub fn presence_change<'t>(&'t self, topic: &'t str) -> Option<crate::presence::Change<'t>> {
+        let user_id = self.user_id?;
+        crate::presence::tracks(&self.hub.config, topic).then(|| crate::presence::Change {
+            hub: self.hub,
+            endpoint: self.management_endpoint(),
+            topic,
+            user_id,
+            connection_id: self.connection_id,
+            deadline: self.deadline,
+            now: self.now,
+        })
+    }
+
     /// The @connections endpoint: the configured override, else derived from the event.
     pub fn management_endpoint(&self) -> Option<String> {
         if let Some(endpoint) = &self.hub.config.management_endpoint {
@@ -128,6 +143,7 @@ async fn message(ctx: &RouteContext<'_>) -> Frame {
         Action::Unsubscribe { topic } => subscription::unsubscribe(ctx, topic, id).await,
         Action::SendMessage { topic, data } => sendmessage::handle(ctx, topic, data, id).await,
         Action::Whoami => whoami::handle(ctx, id).await,
+        Action::Presence { topic } => subscription::presence(ctx, topic, id).await,
     }
 }
 

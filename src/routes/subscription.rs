@@ -1,13 +1,16 @@
-//! `subscribe`, `unsubscribe` and `history`.
+//! `subscribe`, `unsubscribe`, `history` and `presence`.
 //!
 //! `subscribe` writes the subscription before it reads the stream, so a publication racing it
 //! arrives live, from history, or both (told apart by `seq`), never neither. A user's own
 //! stream `user:<id>` needs no subscription row: its pushes reach every connection of the user.
+//!
+//! On a presence topic ([`crate::presence`]) the subscription carries the user, and a `join`
+//! is announced before the stream is read, so the `subscribed` position covers it.
 
 use serde_json::Value;
 
 use super::{forbidden_topic, store_failure, RouteContext};
-use crate::protocol::{Frame, Position, DEFAULT_HISTORY_LIMIT};
+use crate::protocol::{ErrorCode, Frame, Position, DEFAULT_HISTORY_LIMIT};
 use crate::publish;
 use crate::topics::user_of_stream;
 
@@ -17,19 +20,25 @@ pub async fn subscribe(ctx: &RouteContext<'_>, topic: String, since: Option<Posi
     }
     if user_of_stream(&topic).is_none() {
         let expiry = ctx.hub.expiry(ctx.now);
-        if let Err(e) = ctx
-            .hub
-            .store
-            .subscribe(
-                ctx.connection_id,
-                &topic,
-                expiry,
-                ctx.now,
-                ctx.hub.config.max_topics_per_connection,
-            )
-            .await
-        {
-            return store_failure(e, id);
+        let store = &ctx.hub.store;
+        let max_topics = ctx.hub.config.max_topics_per_connection;
+        match ctx.presence_change(&topic) {
+            Some(change) => match store
+                .subscribe_member(ctx.connection_id, change.user_id, &topic, expiry, ctx.now, max_topics)
+                .await
+            {
+                Ok(true) => change.joined().await,
+                Ok(false) => {}
+                Err(e) => return store_failure(e, id),
+            },
+            None => {
+                if let Err(e) = store
+                    .subscribe(ctx.connection_id, &topic, expiry, ctx.now, max_topics)
+                    .await
+                {
+                    return store_failure(e, id);
+                }
+            }
         }
     }
     match publish::read(ctx.hub, &topic, since.as_ref(), DEFAULT_HISTORY_LIMIT, ctx.now).await {
@@ -53,8 +62,41 @@ pub async fn subscribe(ctx: &RouteContext<'_>, topic: String, since: Option<Posi
 }
 
 pub async fn unsubscribe(ctx: &RouteContext<'_>, topic: String, id: Option<Value>) -> Frame {
+    if let Some(change) = ctx.presence_change(&topic) {
+        return match ctx.hub.store.unsubscribe_member(ctx.connection_id, &topic).await {
+            Ok(removed) => {
+                if removed {
+                    change.left().await;
+                }
+                Frame::Unsubscribed { topic, id }
+            }
+            Err(e) => store_failure(e, id),
+        };
+    }
     match ctx.hub.store.unsubscribe(ctx.connection_id, &topic).await {
         Ok(()) => Frame::Unsubscribed { topic, id },
+        Err(e) => store_failure(e, id),
+    }
+}
+
+/// Who is subscribed to a presence topic: authorized as `subscribe` is; read with Queries of
+/// the topic's subscriptions, live rows only, cut to one frame.
+pub async fn presence(ctx: &RouteContext<'_>, topic: String, id: Option<Value>) -> Frame {
+    if !ctx.may_use_topic(&topic) {
+        return forbidden_topic(&topic, id);
+    }
+    if !crate::presence::tracks(&ctx.hub.config, &topic) {
+        return Frame::error(
+            ErrorCode::NotPresenceTopic,
+            format!("topic {topic:?} does not track presence (PRESENCE_TOPICS)"),
+            id,
+        );
+    }
+    match crate::presence::snapshot(ctx.hub.store.as_ref(), &topic, id.as_ref(), ctx.now).await {
+        Ok(snapshot) => {
+            tracing::info!(topic, count = snapshot.count, more = snapshot.more, "presence read");
+            snapshot.frame(topic, id)
+        }
         Err(e) => store_failure(e, id),
     }
 }

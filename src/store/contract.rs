@@ -3,6 +3,7 @@
 //! Pass a store whose pages hold at most 10 ids, so pagination is exercised.
 
 pub mod history;
+pub mod members;
 
 use std::collections::BTreeSet;
 

@@ -17,13 +17,14 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_async::future::pagination_stream::PaginationStream;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+mod presence;
 mod streams;
 
 use super::capacity::{CapacityMeter, MeterInterceptor};
 use super::table::*;
 use super::{
-    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, History, NewPublication, Page, Pages,
-    Presence, Recorded, Segment, StoreError,
+    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, History, NewPublication, OnlineCursor,
+    OnlinePage, Page, Pages, Presence, Recorded, Segment, StoreError,
 };
 
 /// BatchWriteItem's limit.
@@ -447,6 +448,179 @@ where
     }
 }
 
+/// How a subscription's put is conditioned.
+#[derive(Clone, Copy)]
+enum Condition {
+    /// Not subscribed yet (counted against the cap).
+    New,
+    /// Subscribed already (a membership: a membership already).
+    Renew,
+    /// Subscribed already, whatever it holds.
+    Exists,
+}
+
+impl DynamoStore {
+    /// A subscription, or with `member` (the connection's user) a membership of a presence
+    /// topic ([`crate::presence`]): `true` when it is new (for a membership: when the connection
+    /// held no membership of the topic before, a plain subscription included).
+    pub(super) async fn subscribe_item(
+        &self,
+        connection_id: &str,
+        topic: &str,
+        member_of: Option<&str>,
+        ttl: i64,
+        now: i64,
+        max_topics: usize,
+    ) -> Result<bool, StoreError> {
+        let max = i64::try_from(max_topics).unwrap_or(i64::MAX);
+        let count = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(META))
+            .update_expression("SET #count = if_not_exists(#count, :zero) + :one")
+            .condition_expression(
+                "attribute_exists(#pk) AND #ttl > :now AND (attribute_not_exists(#count) OR #count < :max)",
+            )
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_names("#count", TOPIC_COUNT)
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(max))
+            .build()
+            .expect("table, key, update and condition are set");
+        // `Condition::Renew` of a membership also requires the item to be one already, so a
+        // plain subscription turned into a membership is told apart (it counts as new).
+        let put = |condition: Condition| {
+            let mut put = Put::builder()
+                .table_name(&self.table)
+                .item(PK, s(connection_pk(connection_id)))
+                .item(SK, s(topic_sk(topic)))
+                .item(CONNECTION_ID, s(connection_id))
+                .item(TOPIC, s(topic))
+                .item(TTL, n(ttl))
+                .expression_attribute_names("#pk", PK);
+            if let Some(user) = member_of {
+                put = put.item(MEMBER, s(member(user, connection_id)));
+            }
+            let put = match condition {
+                Condition::New => put.condition_expression("attribute_not_exists(#pk)"),
+                Condition::Renew if member_of.is_some() => put
+                    .condition_expression("attribute_exists(#pk) AND attribute_exists(#m)")
+                    .expression_attribute_names("#m", MEMBER),
+                Condition::Renew | Condition::Exists => put.condition_expression("attribute_exists(#pk)"),
+            };
+            put.build().expect("table and item are set")
+        };
+        let first = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .transact_items(TransactWriteItem::builder().put(put(Condition::New)).build())
+            .send()
+            .await;
+        match first {
+            Ok(_) => return Ok(true),
+            Err(e) if condition_failures(&e).is_none() => return Err(backend("TransactWriteItems", e)),
+            Err(_) => {}
+        }
+        // Not connected, at the cap, or already subscribed: renew only an existing subscription
+        // of a live connection (a subscription never outlives a connection that vanished).
+        let live = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(META))
+            .condition_expression("attribute_exists(#pk) AND #ttl > :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .expect("table, key and condition are set");
+        let renew = |condition: Condition| {
+            self.client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().condition_check(live.clone()).build())
+                .transact_items(TransactWriteItem::builder().put(put(condition)).build())
+                .send()
+        };
+        let refused = |e| match condition_failures(&e) {
+            Some(failed) if failed.first() == Some(&true) => StoreError::NotConnected(connection_id.to_owned()),
+            Some(_) => StoreError::TooManyTopics {
+                connection_id: connection_id.to_owned(),
+                limit: max_topics,
+            },
+            None => backend("TransactWriteItems", e),
+        };
+        match renew(Condition::Renew).await {
+            Ok(_) => Ok(false),
+            Err(e) => match (member_of, refused(e)) {
+                // A membership whose item was a plain subscription (PRESENCE_TOPICS changed
+                // while connected): renewed into a membership, a new one.
+                (Some(_), StoreError::TooManyTopics { .. }) => {
+                    renew(Condition::Exists).await.map_err(refused)?;
+                    Ok(true)
+                }
+                (_, err) => Err(err),
+            },
+        }
+    }
+
+    /// Deletes the subscription and lowers the connection's count in one transaction, each on
+    /// condition that there is something to take away; when the connection item is gone or
+    /// never counted (written before the cap existed) the subscription is deleted alone.
+    /// `true` when a subscription (plain or a membership) was removed.
+    pub(super) async fn unsubscribe_item(&self, connection_id: &str, topic: &str) -> Result<bool, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(topic_sk(topic)))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .expect("table, key and condition are set");
+        let count = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(META))
+            .update_expression("SET #count = #count - :one")
+            .condition_expression("attribute_exists(#pk) AND #count > :zero")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#count", TOPIC_COUNT)
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .expect("table, key, update and condition are set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        let failed = match result {
+            Ok(_) => return Ok(true),
+            Err(e) => condition_failures(&e).ok_or_else(|| backend("TransactWriteItems", e))?,
+        };
+        if failed.first() == Some(&true) {
+            // Not subscribed: nothing to do (idempotent).
+            return Ok(false);
+        }
+        // "DeleteItem": ReturnValues ALL_OLD returns the deleted item, at no extra capacity.
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(connection_pk(connection_id)))
+            .key(SK, s(topic_sk(topic)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| backend("DeleteItem", e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for DynamoStore {
     async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
@@ -630,134 +804,13 @@ impl ConnectionStore for DynamoStore {
         now: i64,
         max_topics: usize,
     ) -> Result<(), StoreError> {
-        let max = i64::try_from(max_topics).unwrap_or(i64::MAX);
-        let count = Update::builder()
-            .table_name(&self.table)
-            .key(PK, s(connection_pk(connection_id)))
-            .key(SK, s(META))
-            .update_expression("SET #count = if_not_exists(#count, :zero) + :one")
-            .condition_expression(
-                "attribute_exists(#pk) AND #ttl > :now AND (attribute_not_exists(#count) OR #count < :max)",
-            )
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#ttl", TTL)
-            .expression_attribute_names("#count", TOPIC_COUNT)
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":max", n(max))
-            .build()
-            .expect("table, key, update and condition are set");
-        let put = |new: bool| {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .item(PK, s(connection_pk(connection_id)))
-                .item(SK, s(topic_sk(topic)))
-                .item(CONNECTION_ID, s(connection_id))
-                .item(TOPIC, s(topic))
-                .item(TTL, n(ttl))
-                .expression_attribute_names("#pk", PK);
-            let put = if new {
-                put.condition_expression("attribute_not_exists(#pk)")
-            } else {
-                put.condition_expression("attribute_exists(#pk)")
-            };
-            put.build().expect("table and item are set")
-        };
-        let first = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .transact_items(TransactWriteItem::builder().put(put(true)).build())
-            .send()
-            .await;
-        match first {
-            Ok(_) => return Ok(()),
-            Err(e) if condition_failures(&e).is_none() => return Err(backend("TransactWriteItems", e)),
-            Err(_) => {}
-        }
-        // Not connected, at the cap, or already subscribed: renew only an existing subscription
-        // of a live connection (a subscription never outlives a connection that vanished).
-        let live = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key(PK, s(connection_pk(connection_id)))
-            .key(SK, s(META))
-            .condition_expression("attribute_exists(#pk) AND #ttl > :now")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#ttl", TTL)
-            .expression_attribute_values(":now", n(now))
-            .build()
-            .expect("table, key and condition are set");
-        let renewal = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(live).build())
-            .transact_items(TransactWriteItem::builder().put(put(false)).build())
-            .send()
-            .await;
-        match renewal {
-            Ok(_) => Ok(()),
-            Err(e) => match condition_failures(&e) {
-                Some(failed) if failed.first() == Some(&true) => {
-                    Err(StoreError::NotConnected(connection_id.to_owned()))
-                }
-                Some(_) => Err(StoreError::TooManyTopics {
-                    connection_id: connection_id.to_owned(),
-                    limit: max_topics,
-                }),
-                None => Err(backend("TransactWriteItems", e)),
-            },
-        }
+        self.subscribe_item(connection_id, topic, None, ttl, now, max_topics)
+            .await
+            .map(|_| ())
     }
 
-    /// Deletes the subscription and lowers the connection's count in one transaction, each on
-    /// condition that there is something to take away; when the connection item is gone or
-    /// never counted (written before the cap existed) the subscription is deleted alone.
     async fn unsubscribe(&self, connection_id: &str, topic: &str) -> Result<(), StoreError> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .key(PK, s(connection_pk(connection_id)))
-            .key(SK, s(topic_sk(topic)))
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .build()
-            .expect("table, key and condition are set");
-        let count = Update::builder()
-            .table_name(&self.table)
-            .key(PK, s(connection_pk(connection_id)))
-            .key(SK, s(META))
-            .update_expression("SET #count = #count - :one")
-            .condition_expression("attribute_exists(#pk) AND #count > :zero")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#count", TOPIC_COUNT)
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .expect("table, key, update and condition are set");
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
-        let failed = match result {
-            Ok(_) => return Ok(()),
-            Err(e) => condition_failures(&e).ok_or_else(|| backend("TransactWriteItems", e))?,
-        };
-        if failed.first() == Some(&true) {
-            // Not subscribed: nothing to do (idempotent).
-            return Ok(());
-        }
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key(PK, s(connection_pk(connection_id)))
-            .key(SK, s(topic_sk(topic)))
-            .send()
-            .await
-            .map_err(|e| backend("DeleteItem", e))?;
-        Ok(())
+        self.unsubscribe_item(connection_id, topic).await.map(|_| ())
     }
 
     fn members(&self, group: Group, now: i64) -> Pages {
@@ -844,6 +897,35 @@ impl ConnectionStore for DynamoStore {
         now: i64,
     ) -> Result<History, StoreError> {
         self.read_history(stream, after, limit, keep, ttl, now).await
+    }
+
+    async fn subscribe_member(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max_topics: usize,
+    ) -> Result<bool, StoreError> {
+        self.subscribe_item(connection_id, topic, Some(user_id), ttl, now, max_topics)
+            .await
+    }
+
+    async fn unsubscribe_member(&self, connection_id: &str, topic: &str) -> Result<bool, StoreError> {
+        self.unsubscribe_item(connection_id, topic).await
+    }
+
+    async fn member_connections(&self, topic: &str, user_id: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        self.connections_of_member(topic, user_id, now).await
+    }
+
+    fn topic_members(&self, topic: &str, now: i64) -> Pages {
+        self.member_pages(topic, now)
+    }
+
+    async fn online_users(&self, cursor: &OnlineCursor, limit: usize, now: i64) -> Result<OnlinePage, StoreError> {
+        self.online_page(cursor, limit, now).await
     }
 
     async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError> {

@@ -9,8 +9,8 @@ use futures::stream::{self, StreamExt};
 use super::stream::{first_kept, new_epoch};
 use super::table::CONNECTION_ID;
 use super::{
-    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, History, NewPublication, Page, Pages,
-    Presence, Recorded, Segment, StoreError, StoredPublication, StreamPos,
+    is_live, Connection, ConnectionStore, ConnectionView, Cursor, Group, History, NewPublication, OnlineCursor,
+    OnlinePage, OnlineUser, Page, Pages, Presence, Recorded, Segment, StoreError, StoredPublication, StreamPos,
 };
 
 /// Parallel segments of a broadcast, as the DynamoDB store's default.
@@ -31,6 +31,9 @@ struct State {
     topics: HashMap<String, BTreeMap<String, i64>>,
     /// connection id → topics, so removal need not walk every topic.
     subscriptions: HashMap<String, BTreeSet<String>>,
+    /// (connection id, topic) → user: the subscriptions that are memberships of a presence
+    /// topic, as the DynamoDB store's `member` attribute marks them.
+    members: HashMap<(String, String), String>,
     /// user id → (last active, epoch ms; ttl)
     presence: HashMap<String, (i64, i64)>,
     /// job key → (claiming message, ttl)
@@ -209,6 +212,7 @@ impl ConnectionStore for MemoryStore {
         state.connections.remove(connection_id);
         state.send_tat.remove(connection_id);
         for topic in state.subscriptions.remove(connection_id).unwrap_or_default() {
+            state.members.remove(&(connection_id.to_owned(), topic.clone()));
             if let Some(members) = state.topics.get_mut(&topic) {
                 members.remove(connection_id);
                 if members.is_empty() {
@@ -244,6 +248,8 @@ impl ConnectionStore for MemoryStore {
                 limit: max_topics,
             });
         }
+        // A plain subscription replaces a member one, as the DynamoDB item is overwritten.
+        state.members.remove(&(connection_id.to_owned(), topic.to_owned()));
         state
             .topics
             .entry(topic.to_owned())
@@ -259,6 +265,7 @@ impl ConnectionStore for MemoryStore {
 
     async fn unsubscribe(&self, connection_id: &str, topic: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
+        state.members.remove(&(connection_id.to_owned(), topic.to_owned()));
         if let Some(members) = state.topics.get_mut(topic) {
             members.remove(connection_id);
         }
@@ -405,6 +412,99 @@ impl ConnectionStore for MemoryStore {
             publications,
             more,
         })
+    }
+
+    async fn subscribe_member(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max_topics: usize,
+    ) -> Result<bool, StoreError> {
+        let key = (connection_id.to_owned(), topic.to_owned());
+        let new = !self.lock().members.contains_key(&key);
+        self.subscribe(connection_id, topic, ttl, now, max_topics).await?;
+        self.lock().members.insert(key, user_id.to_owned());
+        Ok(new)
+    }
+
+    async fn unsubscribe_member(&self, connection_id: &str, topic: &str) -> Result<bool, StoreError> {
+        let removed = {
+            let state = self.lock();
+            state.topics.get(topic).is_some_and(|m| m.contains_key(connection_id))
+        };
+        self.unsubscribe(connection_id, topic).await?;
+        Ok(removed)
+    }
+
+    async fn member_connections(&self, topic: &str, user_id: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .topics
+            .get(topic)
+            .into_iter()
+            .flatten()
+            .filter(|(id, ttl)| {
+                is_live(**ttl, now)
+                    && state
+                        .members
+                        .get(&((*id).clone(), topic.to_owned()))
+                        .map(String::as_str)
+                        == Some(user_id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    fn topic_members(&self, topic: &str, now: i64) -> Pages {
+        let state = self.lock();
+        let mut users: Vec<String> = state
+            .topics
+            .get(topic)
+            .into_iter()
+            .flatten()
+            .filter(|(_, ttl)| is_live(**ttl, now))
+            .filter_map(|(id, _)| state.members.get(&(id.clone(), topic.to_owned())).cloned())
+            .collect();
+        users.sort();
+        let pages: Vec<Result<Vec<String>, StoreError>> =
+            users.chunks(self.page_size).map(|c| Ok(c.to_vec())).collect();
+        stream::iter(pages).boxed()
+    }
+
+    async fn online_users(&self, cursor: &OnlineCursor, limit: usize, now: i64) -> Result<OnlinePage, StoreError> {
+        let state = self.lock();
+        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+        for c in state.connections.values().filter(|c| is_live(c.ttl, now)) {
+            if cursor.done.as_deref().is_none_or(|done| c.user_id.as_str() > done) {
+                *counts.entry(c.user_id.as_str()).or_default() += 1;
+            }
+        }
+        let limit = limit.max(1);
+        let more = counts.len() > limit;
+        let users: Vec<OnlineUser> = counts
+            .into_iter()
+            .take(limit)
+            .map(|(user, connections)| OnlineUser {
+                user_id: user.to_owned(),
+                connections,
+                last_active_at: state
+                    .presence
+                    .get(user)
+                    .filter(|(_, ttl)| is_live(*ttl, now))
+                    .map(|(at, _)| *at),
+            })
+            .collect();
+        let next = match users.last() {
+            Some(last) if more => Some(OnlineCursor {
+                after: None,
+                done: Some(last.user_id.clone()),
+            }),
+            _ => None,
+        };
+        Ok(OnlinePage { users, next })
     }
 
     async fn page(&self, group: &Group, cursor: &Cursor, limit: usize, now: i64) -> Result<Page, StoreError> {

@@ -10,6 +10,7 @@ pub mod capacity;
 pub mod contract;
 pub mod dynamo;
 pub mod memory;
+pub mod online;
 pub mod stream;
 pub mod table;
 
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub use online::{OnlineCursor, OnlinePage, OnlineUser};
 pub use stream::{History, NewPublication, Recorded, StoredPublication, StreamPos};
 
 /// A registered WebSocket connection. Holds no credentials, ever.
@@ -194,6 +196,35 @@ pub trait ConnectionStore: Send + Sync {
         ttl: i64,
         now: i64,
     ) -> Result<History, StoreError>;
+
+    // Topic presence ([`crate::presence`]): subscriptions to presence topics carry their user.
+
+    /// As [`Self::subscribe`] (the same cap), recording `user_id` as a member of `topic`.
+    /// `Ok(true)` when the connection was no member of `topic` before (a plain subscription
+    /// to it counts as none), `Ok(false)` when it already was.
+    async fn subscribe_member(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+        topic: &str,
+        ttl: i64,
+        now: i64,
+        max_topics: usize,
+    ) -> Result<bool, StoreError>;
+
+    /// As [`Self::unsubscribe`]; `Ok(true)` when a subscription was removed.
+    async fn unsubscribe_member(&self, connection_id: &str, topic: &str) -> Result<bool, StoreError>;
+
+    /// The connections of `user_id` with a live member subscription to `topic`.
+    async fn member_connections(&self, topic: &str, user_id: &str, now: i64) -> Result<Vec<String>, StoreError>;
+
+    /// The user id of every live member subscription to `topic`, ordered by user id, so the
+    /// connections of one user are adjacent; paged like [`Self::members`].
+    fn topic_members(&self, topic: &str, now: i64) -> Pages;
+
+    /// One page of at most `limit` users with a live connection, in a stable order, each with
+    /// its count of live connections and last activity; a user is never split across pages.
+    async fn online_users(&self, cursor: &OnlineCursor, limit: usize, now: i64) -> Result<OnlinePage, StoreError>;
 }
 
 /// Users per [`ConnectionStore::presence`] call: one DynamoDB BatchGetItem.
@@ -209,6 +240,12 @@ mod tests {
     #[tokio::test]
     async fn memory_store_meets_the_contract() {
         super::contract::run(&super::memory::MemoryStore::with_page_size(10), "t-").await;
+    }
+
+    #[tokio::test]
+    async fn memory_store_keeps_members_and_lists_who_is_online() {
+        super::contract::members::run(&super::memory::MemoryStore::with_page_size(10), "m-").await;
+        super::contract::members::online(&super::memory::MemoryStore::with_page_size(10)).await;
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! | item          | pk              | sk            | other attributes                                   |
 //! |---------------|-----------------|---------------|----------------------------------------------------|
 //! | connection    | `CONN#<connId>` | `META`        | connectionId, userId, connectedAt, sourceIp?, path?, ttl, topicCount? |
-//! | subscription  | `CONN#<connId>` | `TOPIC#<t>`   | connectionId, topic, ttl                           |
+//! | subscription  | `CONN#<connId>` | `TOPIC#<t>`   | connectionId, topic, member?, ttl                  |
 //! | presence      | `USER#<userId>` | `PRESENCE`    | lastActiveAt, ttl                                  |
 //! | stream head   | `STREAM#<s>`    | `HEAD`        | seq, epoch, ttl                                    |
 //! | publication   | `STREAM#<s>`    | `SEQ#<seq>`   | epoch, body, ttl (seq zero-padded to 20 digits)    |
@@ -23,7 +23,13 @@
 //!   this index reads one small item per connection and never a subscription).
 //! - `byTopic` (topic, connectionId): a topic's subscribers.
 //!
-//! Both project `ttl` so expired rows are skipped without a second read.
+//! - `byMember` (topic, member): the members of a presence topic ([`crate::presence`]). Only
+//!   subscriptions to presence topics carry `member` (`<userId>` U+001F `<connectionId>`), so
+//!   only they enter it; sorted by member, a user's connections are adjacent and one
+//!   `begins_with` Query finds them. U+001F sorts below every character a user id may hold
+//!   (user ids have no control characters), so no other user's rows fall inside that prefix.
+//!
+//! All three project `ttl` so expired rows are skipped without a second read.
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
@@ -59,6 +65,25 @@ pub const EPOCH: &str = "epoch";
 pub const BODY: &str = "body";
 pub const OWNER: &str = "owner";
 pub const BY_TOPIC: &str = "byTopic";
+pub const MEMBER: &str = "member";
+pub const BY_MEMBER: &str = "byMember";
+
+/// Between a member's user id and connection id: below every character of a user id.
+pub const MEMBER_SEPARATOR: char = '\u{1f}';
+
+/// `member` of a presence subscription; [`member_prefix`] finds all of one user's.
+pub fn member(user_id: &str, connection_id: &str) -> String {
+    format!("{user_id}{MEMBER_SEPARATOR}{connection_id}")
+}
+
+pub fn member_prefix(user_id: &str) -> String {
+    format!("{user_id}{MEMBER_SEPARATOR}")
+}
+
+/// The user of a `member` value.
+pub fn user_of_member(member: &str) -> Option<&str> {
+    member.split_once(MEMBER_SEPARATOR).map(|(user, _)| user)
+}
 
 pub fn connection_pk(connection_id: &str) -> String {
     format!("CONN#{connection_id}")
@@ -103,7 +128,7 @@ pub struct IndexSpec {
     pub projected: &'static [&'static str],
 }
 
-pub const INDEXES: [IndexSpec; 2] = [
+pub const INDEXES: [IndexSpec; 3] = [
     IndexSpec {
         name: BY_USER,
         hash: USER_ID,
@@ -116,10 +141,16 @@ pub const INDEXES: [IndexSpec; 2] = [
         range: CONNECTION_ID,
         projected: &[TTL],
     },
+    IndexSpec {
+        name: BY_MEMBER,
+        hash: TOPIC,
+        range: MEMBER,
+        projected: &[TTL],
+    },
 ];
 
 /// Every key attribute, all strings.
-pub const KEY_ATTRIBUTES: [&str; 5] = [PK, SK, USER_ID, TOPIC, CONNECTION_ID];
+pub const KEY_ATTRIBUTES: [&str; 6] = [PK, SK, USER_ID, TOPIC, CONNECTION_ID, MEMBER];
 
 fn key(name: &str, kind: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder()
