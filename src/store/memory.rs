@@ -570,6 +570,48 @@ impl ConnectionStore for MemoryStore {
 mod tests {
     use super::*;
 
+    /// Subscribes racing a removal on threads of their own: whatever the interleaving, none
+    /// outlives the connection (the store contract checks the sequential case on both backends).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn subscribes_racing_a_removal_leave_no_orphan() {
+        for round in 0..20 {
+            let store = std::sync::Arc::new(MemoryStore::new());
+            let id = format!("racing-{round}");
+            let connection = Connection {
+                connection_id: id.clone(),
+                user_id: "u".into(),
+                connected_at: 0,
+                source_ip: None,
+                path: None,
+                ttl: i64::MAX,
+            };
+            store.put_connection(&connection).await.unwrap();
+            let subscribes: Vec<_> = (0..8)
+                .map(|i| {
+                    let (store, id) = (store.clone(), id.clone());
+                    tokio::spawn(async move { store.subscribe(&id, &format!("t{i}"), i64::MAX, 0, usize::MAX).await })
+                })
+                .collect();
+            let removal = {
+                let (store, id) = (store.clone(), id.clone());
+                tokio::spawn(async move { store.remove_connection(&id).await })
+            };
+            removal.await.unwrap().unwrap();
+            for task in subscribes {
+                let result = task.await.unwrap();
+                assert!(
+                    matches!(result, Ok(()) | Err(StoreError::NotConnected(_))),
+                    "{result:?}"
+                );
+            }
+            for i in 0..8 {
+                let (members, _) =
+                    crate::store::contract::collect(store.as_ref(), Group::Topic(format!("t{i}")), 0).await;
+                assert!(members.is_empty(), "orphan in t{i}: {members:?}");
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn racing_subscribes_never_pass_the_cap() {
         let store = std::sync::Arc::new(MemoryStore::new());
