@@ -206,17 +206,10 @@ fn wshub_now() -> i64 {
         .as_secs() as i64
 }
 
-/// Sharded fan-out on the real parts: DynamoDB cursor reads (a segmented Scan) and shard jobs
-/// sent through SQS (both moto), invocations played by draining the queue. Every connection
-/// gets the push exactly once.
-#[tokio::test]
-#[ignore = "needs DynamoDB and SQS endpoints (AWS_ENDPOINT_URL_DYNAMODB, _SQS): run scripts/test.sh"]
-async fn sharded_broadcast_through_sqs_reaches_everyone_once() {
-    use wshub::queue::SqsQueue;
+/// `n` connections `conn-000`… of user `u`, long-lived.
+async fn load_connections(store: &DynamoStore, n: usize) {
     use wshub::store::{Connection, ConnectionStore};
-    assert!(std::env::var("AWS_ENDPOINT_URL_SQS").is_ok(), "{NEEDS}");
-    let store = Arc::new(fresh_table().await.with_page_size(9).with_scan_segments(3));
-    for i in 0..120 {
+    for i in 0..n {
         let c = Connection {
             connection_id: format!("conn-{i:03}"),
             user_id: "u".into(),
@@ -227,16 +220,63 @@ async fn sharded_broadcast_through_sqs_reaches_everyone_once() {
         };
         store.put_connection(&c).await.unwrap();
     }
+}
+
+/// A fresh SQS queue on the endpoint (moto): the SDK config, a client and the queue's URL.
+async fn fresh_queue(prefix: &str) -> (aws_config::SdkConfig, aws_sdk_sqs::Client, String) {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let url = sqs
         .create_queue()
-        .queue_name(format!("wshub-shard-{:08x}", fastrand::u32(..)))
+        .queue_name(format!("{prefix}-{:08x}", fastrand::u32(..)))
         .send()
         .await
         .unwrap()
         .queue_url
         .unwrap();
+    (sdk, sqs, url)
+}
+
+/// Plays Lambda's SQS poller once: receives up to 10 messages, hands each to the hub as a
+/// one-record batch (which must succeed), deletes it, and returns the bodies handled.
+async fn poll_once(hub: &Hub, sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let received = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    for m in received.messages.unwrap_or_default() {
+        let body = m.body.clone().unwrap();
+        let event = common::sqs_batch(&[(m.message_id.as_deref().unwrap(), serde_json::from_str(&body).unwrap())]);
+        assert_eq!(
+            wshub::handle(hub, event, None).await.unwrap(),
+            json!({"batchItemFailures": []})
+        );
+        sqs.delete_message()
+            .queue_url(url)
+            .receipt_handle(m.receipt_handle.unwrap())
+            .send()
+            .await
+            .unwrap();
+        bodies.push(body);
+    }
+    bodies
+}
+
+/// Sharded fan-out on the real parts: DynamoDB cursor reads (a segmented Scan) and shard jobs
+/// sent through SQS (both moto), invocations played by draining the queue. Every connection
+/// gets the push exactly once.
+#[tokio::test]
+#[ignore = "needs DynamoDB and SQS endpoints (AWS_ENDPOINT_URL_DYNAMODB, _SQS): run scripts/test.sh"]
+async fn sharded_broadcast_through_sqs_reaches_everyone_once() {
+    use wshub::queue::SqsQueue;
+    assert!(std::env::var("AWS_ENDPOINT_URL_SQS").is_ok(), "{NEEDS}");
+    let store = Arc::new(fresh_table().await.with_page_size(9).with_scan_segments(3));
+    load_connections(&store, 120).await;
+    let (sdk, sqs, url) = fresh_queue("wshub-shard").await;
     let config = Config::from_lookup(|name| match name {
         "CONNECTIONS_TABLE" => Some(store.table().to_owned()),
         "APIGW_MANAGEMENT_ENDPOINT" => Some("http://127.0.0.1:9/prod".into()),
@@ -254,32 +294,13 @@ async fn sharded_broadcast_through_sqs_reaches_everyone_once() {
     );
     let mut jobs = 0;
     loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
+        let bodies = poll_once(&hub, &sqs, &url).await;
+        if bodies.is_empty() {
             break;
         }
-        for m in messages {
+        for body in bodies {
             jobs += 1;
-            let body = m.body.clone().unwrap();
             assert!(body.contains("\"shard\":1"), "only shard jobs are enqueued: {body}");
-            let event = common::sqs_batch(&[(m.message_id.as_deref().unwrap(), serde_json::from_str(&body).unwrap())]);
-            assert_eq!(
-                wshub::handle(&hub, event, None).await.unwrap(),
-                json!({"batchItemFailures": []})
-            );
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(m.receipt_handle.unwrap())
-                .send()
-                .await
-                .unwrap();
         }
     }
     assert!(
@@ -420,30 +441,10 @@ impl wshub::queue::Queue for KthFails {
 #[ignore = "needs DynamoDB and SQS endpoints (AWS_ENDPOINT_URL_DYNAMODB, _SQS): run scripts/test.sh"]
 async fn a_hand_off_failing_part_way_through_sqs_does_not_fork_the_chain() {
     use wshub::queue::SqsQueue;
-    use wshub::store::Connection;
     assert!(std::env::var("AWS_ENDPOINT_URL_SQS").is_ok(), "{NEEDS}");
     let store = Arc::new(fresh_table().await.with_page_size(9).with_scan_segments(3));
-    for i in 0..120 {
-        let c = Connection {
-            connection_id: format!("conn-{i:03}"),
-            user_id: "u".into(),
-            connected_at: 0,
-            source_ip: None,
-            path: None,
-            ttl: i64::MAX / 2,
-        };
-        store.put_connection(&c).await.unwrap();
-    }
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let url = sqs
-        .create_queue()
-        .queue_name(format!("wshub-kth-{:08x}", fastrand::u32(..)))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    load_connections(&store, 120).await;
+    let (sdk, sqs, url) = fresh_queue("wshub-kth").await;
     let config = Config::from_lookup(|name| match name {
         "CONNECTIONS_TABLE" => Some(store.table().to_owned()),
         "APIGW_MANAGEMENT_ENDPOINT" => Some("http://127.0.0.1:9/prod".into()),
@@ -468,14 +469,6 @@ async fn a_hand_off_failing_part_way_through_sqs_does_not_fork_the_chain() {
     let mut round = 0;
     loop {
         round += 1;
-        let received = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
         if round == 2 {
             // SQS redelivers the push (same messageId) after some of its jobs ran.
             assert_eq!(
@@ -483,22 +476,8 @@ async fn a_hand_off_failing_part_way_through_sqs_does_not_fork_the_chain() {
                 json!({"batchItemFailures": []})
             );
         }
-        if messages.is_empty() && round > 2 {
+        if poll_once(&hub, &sqs, &url).await.is_empty() && round > 2 {
             break;
-        }
-        for m in messages {
-            let body = m.body.clone().unwrap();
-            let event = common::sqs_batch(&[(m.message_id.as_deref().unwrap(), serde_json::from_str(&body).unwrap())]);
-            assert_eq!(
-                wshub::handle(&hub, event, None).await.unwrap(),
-                json!({"batchItemFailures": []})
-            );
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(m.receipt_handle.unwrap())
-                .send()
-                .await
-                .unwrap();
         }
     }
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
@@ -542,16 +521,7 @@ async fn a_large_sendmessage_goes_through_sqs_and_the_rate_limit_holds() {
             .await
             .unwrap();
     }
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let url = sqs
-        .create_queue()
-        .queue_name(format!("wshub-send-{:08x}", fastrand::u32(..)))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let (sdk, sqs, url) = fresh_queue("wshub-send").await;
     let config = Config::from_lookup(|name| match name {
         "CONNECTIONS_TABLE" => Some(store.table().to_owned()),
         "APIGW_MANAGEMENT_ENDPOINT" => Some("http://127.0.0.1:9/prod".into()),
@@ -579,33 +549,7 @@ async fn a_large_sendmessage_goes_through_sqs_and_the_rate_limit_holds() {
     );
     let limited = wshub::handle(&hub, sendmessage, None).await.unwrap();
     assert_eq!(common::asyncapi::reply_frame(&limited)["code"], "rate_limited");
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            break;
-        }
-        for m in messages {
-            let body = m.body.clone().unwrap();
-            let event = common::sqs_batch(&[(m.message_id.as_deref().unwrap(), serde_json::from_str(&body).unwrap())]);
-            assert_eq!(
-                wshub::handle(&hub, event, None).await.unwrap(),
-                json!({"batchItemFailures": []})
-            );
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(m.receipt_handle.unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    while !poll_once(&hub, &sqs, &url).await.is_empty() {}
     let mut seen = std::collections::BTreeMap::<String, Vec<serde_json::Value>>::new();
     for (id, frame) in notifier.sent() {
         seen.entry(id).or_default().push(serde_json::from_str(&frame).unwrap());
