@@ -5,98 +5,20 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::asyncapi;
+use common::router::{self, event, Backend, Client};
 use serde_json::{json, Value};
-use wshub::notify::memory::MemoryNotifier;
-use wshub::store::memory::MemoryStore;
-use wshub::store::ConnectionStore;
-use wshub::{Config, Hub};
 
-fn event(name: &str) -> Value {
-    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-struct Fixture {
-    hub: Hub,
-    notifier: Arc<MemoryNotifier>,
-    users: std::sync::Mutex<std::collections::HashMap<String, String>>,
-}
-
-#[derive(Clone, Copy)]
-enum Backend {
-    Memory,
-    Dynamo,
-}
+type Fixture = Client;
 
 async fn fixture(backend: Backend, overrides: &[(&str, &str)]) -> Fixture {
-    let mut params = event("env.json")["Parameters"].as_object().unwrap().clone();
-    for (k, v) in overrides {
-        params.insert(k.to_string(), json!(v));
-    }
-    let config = Config::from_lookup(|name| params.get(name).and_then(Value::as_str).map(str::to_owned)).unwrap();
-    let store: Arc<dyn ConnectionStore> = match backend {
-        Backend::Memory => Arc::new(MemoryStore::new()),
-        Backend::Dynamo => {
-            assert!(
-                std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
-                "needs a DynamoDB endpoint: run scripts/test.sh"
-            );
-            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let client = aws_sdk_dynamodb::Client::new(&sdk);
-            let name = format!("wshub-history-{:016x}", fastrand::u64(..));
-            wshub::store::table::create_table(&client, &name).await.unwrap();
-            Arc::new(wshub::store::dynamo::DynamoStore::new(client, name))
-        }
-    };
-    let notifier = Arc::new(MemoryNotifier::new());
-    Fixture {
-        hub: Hub::new(config, store, notifier.clone()),
-        notifier,
-        users: Default::default(),
-    }
+    Client::new(router::config(overrides), router::store(backend, None).await)
 }
 
-impl Fixture {
-    async fn connect(&self, connection_id: &str, user: &str) {
-        let mut e = event("connect.json");
-        e["requestContext"]["connectionId"] = json!(connection_id);
-        e["requestContext"]["authorizer"]["userId"] = json!(user);
-        let response = wshub::handle(&self.hub, e, None).await.unwrap();
-        assert_eq!(response["statusCode"], 200);
-        self.users.lock().unwrap().insert(connection_id.into(), user.into());
-    }
-
-    async fn request(&self, connection_id: &str, body: Value) -> Value {
-        let mut e = event("ping.json");
-        e["requestContext"]["connectionId"] = json!(connection_id);
-        // Every message event carries the authorizer's context, as API Gateway sends it.
-        e["requestContext"]["authorizer"]["userId"] = json!(self.users.lock().unwrap()[connection_id]);
-        e["body"] = json!(body.to_string());
-        let reply = asyncapi::reply_frame(&wshub::handle(&self.hub, e, None).await.unwrap());
-        asyncapi::assert_frame(&reply);
-        reply
-    }
-
-    /// SQS pushes, one record each; every record must succeed.
-    async fn push(&self, records: &[(&str, Value)]) {
-        let response = wshub::handle(&self.hub, common::sqs_batch(records), None)
-            .await
-            .unwrap();
-        assert_eq!(response, json!({"batchItemFailures": []}));
-    }
-
-    async fn push_n(&self, topic: &str, n: usize, prefix: &str) {
-        for i in 1..=n {
-            self.push(&[(&format!("{prefix}-{i}"), json!({"topic": topic, "data": {"n": i}}))])
-                .await;
-        }
-    }
-
-    fn pushes(&self, connection_id: &str) -> Vec<Value> {
-        asyncapi::memory_pushes(&self.notifier, connection_id)
+/// `n` SQS pushes to `topic`, data `{"n": i}`, ids `{prefix}-{i}`.
+async fn push_n(f: &Fixture, topic: &str, n: usize, prefix: &str) {
+    for i in 1..=n {
+        f.push(&[(&format!("{prefix}-{i}"), json!({"topic": topic, "data": {"n": i}}))])
+            .await;
     }
 }
 
@@ -120,7 +42,7 @@ async fn recovery_after_a_reconnect(backend: Backend) {
     assert_eq!(first["seq"], 0, "a new stream starts at 0: {first}");
     let epoch = first["epoch"].clone();
     assert!(epoch.as_str().is_some_and(|e| !e.is_empty()));
-    f.push_n("news", 10, "m").await;
+    push_n(&f, "news", 10, "m").await;
     let live = f.pushes("A");
     assert_eq!(seqs(&json!(live)), (1..=10).collect::<Vec<_>>());
     assert!(live.iter().all(|m| m["epoch"] == epoch && m["topic"] == "news"));
@@ -219,7 +141,7 @@ async fn only_the_kept_window_is_served(backend: Backend) {
     let f = fixture(backend, &[("HISTORY_SIZE", "5")]).await;
     f.connect("A", "alice").await;
     let epoch = f.request("A", json!({"action": "subscribe", "topic": "t"})).await["epoch"].clone();
-    f.push_n("t", 10, "k").await;
+    push_n(&f, "t", 10, "k").await;
     let reply = f
         .request(
             "A",

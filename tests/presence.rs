@@ -5,100 +5,38 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::asyncapi;
+use common::router::{self, event, Backend, Client};
 use serde_json::{json, Value};
-use wshub::notify::memory::MemoryNotifier;
-use wshub::store::memory::MemoryStore;
-use wshub::store::ConnectionStore;
-use wshub::{Config, Hub};
 
-fn event(name: &str) -> Value {
-    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-#[derive(Clone, Copy)]
-enum Backend {
-    Memory,
-    Dynamo,
-}
-
+/// A [`Client`] that also remembers which frames [`Fixture::changes`] has looked at.
 struct Fixture {
-    hub: Hub,
-    notifier: Arc<MemoryNotifier>,
-    users: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    client: Client,
     /// Frames per connection already looked at by [`Fixture::changes`].
     seen: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
-async fn store(backend: Backend) -> Arc<dyn ConnectionStore> {
-    match backend {
-        Backend::Memory => Arc::new(MemoryStore::with_page_size(2)),
-        Backend::Dynamo => {
-            assert!(
-                std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
-                "needs a DynamoDB endpoint: run scripts/test.sh"
-            );
-            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let client = aws_sdk_dynamodb::Client::new(&sdk);
-            let name = format!("wshub-presence-{:016x}", fastrand::u64(..));
-            wshub::store::table::create_table(&client, &name).await.unwrap();
-            // Pages of 2 rows: members and the online list span several Query/Scan pages.
-            Arc::new(wshub::store::dynamo::DynamoStore::new(client, name).with_page_size(2))
-        }
+impl std::ops::Deref for Fixture {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
     }
 }
 
 async fn fixture(backend: Backend, overrides: &[(&str, &str)]) -> Fixture {
-    let mut params = event("env.json")["Parameters"].as_object().unwrap().clone();
-    params.insert("PRESENCE_TOPICS".into(), json!("room,doc/*"));
-    params.insert(
-        "AUTH_TOKENS".into(),
-        json!("alice=alice-token,bob=bob-token,carol=carol-token"),
-    );
-    for (k, v) in overrides {
-        params.insert(k.to_string(), json!(v));
-    }
-    let config = Config::from_lookup(|name| params.get(name).and_then(Value::as_str).map(str::to_owned)).unwrap();
-    let notifier = Arc::new(MemoryNotifier::new());
+    let mut params = vec![
+        ("PRESENCE_TOPICS", "room,doc/*"),
+        ("AUTH_TOKENS", "alice=alice-token,bob=bob-token,carol=carol-token"),
+    ];
+    params.extend_from_slice(overrides);
+    // Pages of 2 rows: members and the online list span several Query/Scan pages.
     Fixture {
-        hub: Hub::new(config, store(backend).await, notifier.clone()),
-        notifier,
-        users: Default::default(),
+        client: Client::new(router::config(&params), router::store(backend, Some(2)).await),
         seen: Default::default(),
     }
 }
 
 impl Fixture {
-    async fn connect(&self, connection_id: &str, user: &str) {
-        let mut e = event("connect.json");
-        e["requestContext"]["connectionId"] = json!(connection_id);
-        e["requestContext"]["authorizer"]["userId"] = json!(user);
-        let response = wshub::handle(&self.hub, e, None).await.unwrap();
-        assert_eq!(response["statusCode"], 200);
-        self.users.lock().unwrap().insert(connection_id.into(), user.into());
-    }
-
-    async fn disconnect(&self, connection_id: &str) {
-        let mut e = event("disconnect.json");
-        e["requestContext"]["connectionId"] = json!(connection_id);
-        e["requestContext"]["authorizer"]["userId"] = json!(self.users.lock().unwrap()[connection_id]);
-        let response = wshub::handle(&self.hub, e, None).await.unwrap();
-        assert_eq!(response["statusCode"], 200);
-    }
-
-    async fn request(&self, connection_id: &str, body: Value) -> Value {
-        let mut e = event("ping.json");
-        e["requestContext"]["connectionId"] = json!(connection_id);
-        e["requestContext"]["authorizer"]["userId"] = json!(self.users.lock().unwrap()[connection_id]);
-        e["body"] = json!(body.to_string());
-        let reply = asyncapi::reply_frame(&wshub::handle(&self.hub, e, None).await.unwrap());
-        asyncapi::assert_frame(&reply);
-        reply
-    }
-
     async fn subscribe(&self, connection_id: &str, topic: &str) {
         let reply = self
             .request(connection_id, json!({"action": "subscribe", "topic": topic}))
