@@ -707,132 +707,153 @@ async fn dynamodb_backend_creates_its_table_and_serves_a_connection() {
     hub.shutdown().await;
 }
 
+/// Implements the store port for `$t` by forwarding every method to its memory store
+/// `self.$inner`, except `put_connection`, which is `$t`'s own `put` (where these test stores
+/// differ).
+macro_rules! forward_all_but_put {
+    ($t:ty, $inner:tt) => {
+        #[async_trait::async_trait]
+        impl ConnectionStore for $t {
+            async fn put_connection(&self, c: &wshub::store::Connection) -> Result<(), wshub::store::StoreError> {
+                self.put(c).await
+            }
+            async fn get_connection(
+                &self,
+                id: &str,
+                now: i64,
+            ) -> Result<Option<wshub::store::ConnectionView>, wshub::store::StoreError> {
+                self.$inner.get_connection(id, now).await
+            }
+            async fn remove_connection(&self, id: &str) -> Result<(), wshub::store::StoreError> {
+                self.$inner.remove_connection(id).await
+            }
+            async fn remove_connection_older_than(
+                &self,
+                id: &str,
+                before: i64,
+            ) -> Result<bool, wshub::store::StoreError> {
+                self.$inner.remove_connection_older_than(id, before).await
+            }
+            async fn claim_job(&self, key: &str, by: &str, ttl: i64) -> Result<bool, wshub::store::StoreError> {
+                self.$inner.claim_job(key, by, ttl).await
+            }
+            async fn take_send_token(
+                &self,
+                id: &str,
+                now_ms: i64,
+                interval_ms: i64,
+                burst: u32,
+            ) -> Result<bool, wshub::store::StoreError> {
+                self.$inner.take_send_token(id, now_ms, interval_ms, burst).await
+            }
+            async fn subscribe(
+                &self,
+                id: &str,
+                topic: &str,
+                ttl: i64,
+                now: i64,
+                max: usize,
+            ) -> Result<(), wshub::store::StoreError> {
+                self.$inner.subscribe(id, topic, ttl, now, max).await
+            }
+            async fn unsubscribe(&self, id: &str, topic: &str) -> Result<(), wshub::store::StoreError> {
+                self.$inner.unsubscribe(id, topic).await
+            }
+            fn members(&self, group: wshub::store::Group, now: i64) -> wshub::store::Pages {
+                self.$inner.members(group, now)
+            }
+            async fn touch_user(&self, user: &str, at: i64, ttl: i64) -> Result<(), wshub::store::StoreError> {
+                self.$inner.touch_user(user, at, ttl).await
+            }
+            async fn presence(
+                &self,
+                users: &[String],
+                now: i64,
+            ) -> Result<Vec<wshub::store::Presence>, wshub::store::StoreError> {
+                self.$inner.presence(users, now).await
+            }
+            fn start(&self, group: &wshub::store::Group) -> Vec<wshub::store::Cursor> {
+                self.$inner.start(group)
+            }
+            async fn page(
+                &self,
+                group: &wshub::store::Group,
+                cursor: &wshub::store::Cursor,
+                limit: usize,
+                now: i64,
+            ) -> Result<wshub::store::Page, wshub::store::StoreError> {
+                self.$inner.page(group, cursor, limit, now).await
+            }
+            async fn record(
+                &self,
+                publication: &wshub::store::NewPublication<'_>,
+                now: i64,
+            ) -> Result<wshub::store::Recorded, wshub::store::StoreError> {
+                self.$inner.record(publication, now).await
+            }
+            async fn history(
+                &self,
+                stream: &str,
+                after: u64,
+                limit: usize,
+                keep: u64,
+                ttl: i64,
+                now: i64,
+            ) -> Result<wshub::store::History, wshub::store::StoreError> {
+                self.$inner.history(stream, after, limit, keep, ttl, now).await
+            }
+            async fn subscribe_member(
+                &self,
+                id: &str,
+                user: &str,
+                topic: &str,
+                ttl: i64,
+                now: i64,
+                max_topics: usize,
+            ) -> Result<bool, wshub::store::StoreError> {
+                self.$inner
+                    .subscribe_member(id, user, topic, ttl, now, max_topics)
+                    .await
+            }
+            async fn unsubscribe_member(&self, id: &str, topic: &str) -> Result<bool, wshub::store::StoreError> {
+                self.$inner.unsubscribe_member(id, topic).await
+            }
+            async fn member_connections(
+                &self,
+                topic: &str,
+                user: &str,
+                now: i64,
+            ) -> Result<Vec<String>, wshub::store::StoreError> {
+                self.$inner.member_connections(topic, user, now).await
+            }
+            fn topic_members(&self, topic: &str, now: i64) -> wshub::store::Pages {
+                self.$inner.topic_members(topic, now)
+            }
+            async fn online_users(
+                &self,
+                cursor: &wshub::store::OnlineCursor,
+                limit: usize,
+                now: i64,
+            ) -> Result<wshub::store::OnlinePage, wshub::store::StoreError> {
+                self.$inner.online_users(cursor, limit, now).await
+            }
+        }
+    };
+}
+
 /// A store whose writes fail, so `$connect` answers 500.
 struct BrokenStore(MemoryStore);
 
-#[async_trait::async_trait]
-impl ConnectionStore for BrokenStore {
-    async fn put_connection(&self, _: &wshub::store::Connection) -> Result<(), wshub::store::StoreError> {
+impl BrokenStore {
+    async fn put(&self, _: &wshub::store::Connection) -> Result<(), wshub::store::StoreError> {
         Err(wshub::store::StoreError::Backend {
             op: "put",
             message: "down".into(),
         })
     }
-    async fn get_connection(
-        &self,
-        id: &str,
-        now: i64,
-    ) -> Result<Option<wshub::store::ConnectionView>, wshub::store::StoreError> {
-        self.0.get_connection(id, now).await
-    }
-    async fn remove_connection(&self, id: &str) -> Result<(), wshub::store::StoreError> {
-        self.0.remove_connection(id).await
-    }
-    async fn remove_connection_older_than(&self, id: &str, before: i64) -> Result<bool, wshub::store::StoreError> {
-        self.0.remove_connection_older_than(id, before).await
-    }
-    async fn claim_job(&self, key: &str, by: &str, ttl: i64) -> Result<bool, wshub::store::StoreError> {
-        self.0.claim_job(key, by, ttl).await
-    }
-    async fn take_send_token(
-        &self,
-        id: &str,
-        now_ms: i64,
-        interval_ms: i64,
-        burst: u32,
-    ) -> Result<bool, wshub::store::StoreError> {
-        self.0.take_send_token(id, now_ms, interval_ms, burst).await
-    }
-    async fn subscribe(
-        &self,
-        id: &str,
-        topic: &str,
-        ttl: i64,
-        now: i64,
-        max: usize,
-    ) -> Result<(), wshub::store::StoreError> {
-        self.0.subscribe(id, topic, ttl, now, max).await
-    }
-    async fn unsubscribe(&self, id: &str, topic: &str) -> Result<(), wshub::store::StoreError> {
-        self.0.unsubscribe(id, topic).await
-    }
-    fn members(&self, group: wshub::store::Group, now: i64) -> wshub::store::Pages {
-        self.0.members(group, now)
-    }
-    async fn touch_user(&self, user: &str, at: i64, ttl: i64) -> Result<(), wshub::store::StoreError> {
-        self.0.touch_user(user, at, ttl).await
-    }
-    async fn presence(
-        &self,
-        users: &[String],
-        now: i64,
-    ) -> Result<Vec<wshub::store::Presence>, wshub::store::StoreError> {
-        self.0.presence(users, now).await
-    }
-    fn start(&self, group: &wshub::store::Group) -> Vec<wshub::store::Cursor> {
-        self.0.start(group)
-    }
-    async fn page(
-        &self,
-        group: &wshub::store::Group,
-        cursor: &wshub::store::Cursor,
-        limit: usize,
-        now: i64,
-    ) -> Result<wshub::store::Page, wshub::store::StoreError> {
-        self.0.page(group, cursor, limit, now).await
-    }
-    async fn record(
-        &self,
-        publication: &wshub::store::NewPublication<'_>,
-        now: i64,
-    ) -> Result<wshub::store::Recorded, wshub::store::StoreError> {
-        self.0.record(publication, now).await
-    }
-    async fn history(
-        &self,
-        stream: &str,
-        after: u64,
-        limit: usize,
-        keep: u64,
-        ttl: i64,
-        now: i64,
-    ) -> Result<wshub::store::History, wshub::store::StoreError> {
-        self.0.history(stream, after, limit, keep, ttl, now).await
-    }
-    async fn subscribe_member(
-        &self,
-        id: &str,
-        user: &str,
-        topic: &str,
-        ttl: i64,
-        now: i64,
-        max_topics: usize,
-    ) -> Result<bool, wshub::store::StoreError> {
-        self.0.subscribe_member(id, user, topic, ttl, now, max_topics).await
-    }
-    async fn unsubscribe_member(&self, id: &str, topic: &str) -> Result<bool, wshub::store::StoreError> {
-        self.0.unsubscribe_member(id, topic).await
-    }
-    async fn member_connections(
-        &self,
-        topic: &str,
-        user: &str,
-        now: i64,
-    ) -> Result<Vec<String>, wshub::store::StoreError> {
-        self.0.member_connections(topic, user, now).await
-    }
-    fn topic_members(&self, topic: &str, now: i64) -> wshub::store::Pages {
-        self.0.topic_members(topic, now)
-    }
-    async fn online_users(
-        &self,
-        cursor: &wshub::store::OnlineCursor,
-        limit: usize,
-        now: i64,
-    ) -> Result<wshub::store::OnlinePage, wshub::store::StoreError> {
-        self.0.online_users(cursor, limit, now).await
-    }
 }
+
+forward_all_but_put!(BrokenStore, 0);
 
 #[tokio::test]
 async fn a_failing_connect_route_refuses_the_upgrade_with_its_status() {
@@ -1257,9 +1278,8 @@ struct PostsDuringConnect {
     answers: std::sync::Mutex<Vec<(StatusCode, Value)>>,
 }
 
-#[async_trait::async_trait]
-impl ConnectionStore for PostsDuringConnect {
-    async fn put_connection(&self, c: &wshub::store::Connection) -> Result<(), wshub::store::StoreError> {
+impl PostsDuringConnect {
+    async fn put(&self, c: &wshub::store::Connection) -> Result<(), wshub::store::StoreError> {
         self.inner.put_connection(c).await?;
         if let Some(http) = self.http.get() {
             let url = format!("{http}/local/@connections/{}", encode(&c.connection_id));
@@ -1271,121 +1291,9 @@ impl ConnectionStore for PostsDuringConnect {
         }
         Ok(())
     }
-    async fn get_connection(
-        &self,
-        id: &str,
-        now: i64,
-    ) -> Result<Option<wshub::store::ConnectionView>, wshub::store::StoreError> {
-        self.inner.get_connection(id, now).await
-    }
-    async fn remove_connection(&self, id: &str) -> Result<(), wshub::store::StoreError> {
-        self.inner.remove_connection(id).await
-    }
-    async fn remove_connection_older_than(&self, id: &str, before: i64) -> Result<bool, wshub::store::StoreError> {
-        self.inner.remove_connection_older_than(id, before).await
-    }
-    async fn claim_job(&self, key: &str, by: &str, ttl: i64) -> Result<bool, wshub::store::StoreError> {
-        self.inner.claim_job(key, by, ttl).await
-    }
-    async fn take_send_token(
-        &self,
-        id: &str,
-        now_ms: i64,
-        interval_ms: i64,
-        burst: u32,
-    ) -> Result<bool, wshub::store::StoreError> {
-        self.inner.take_send_token(id, now_ms, interval_ms, burst).await
-    }
-    async fn subscribe(
-        &self,
-        id: &str,
-        topic: &str,
-        ttl: i64,
-        now: i64,
-        max: usize,
-    ) -> Result<(), wshub::store::StoreError> {
-        self.inner.subscribe(id, topic, ttl, now, max).await
-    }
-    async fn unsubscribe(&self, id: &str, topic: &str) -> Result<(), wshub::store::StoreError> {
-        self.inner.unsubscribe(id, topic).await
-    }
-    fn members(&self, group: wshub::store::Group, now: i64) -> wshub::store::Pages {
-        self.inner.members(group, now)
-    }
-    async fn touch_user(&self, user: &str, at: i64, ttl: i64) -> Result<(), wshub::store::StoreError> {
-        self.inner.touch_user(user, at, ttl).await
-    }
-    async fn presence(
-        &self,
-        users: &[String],
-        now: i64,
-    ) -> Result<Vec<wshub::store::Presence>, wshub::store::StoreError> {
-        self.inner.presence(users, now).await
-    }
-    fn start(&self, group: &wshub::store::Group) -> Vec<wshub::store::Cursor> {
-        self.inner.start(group)
-    }
-    async fn page(
-        &self,
-        group: &wshub::store::Group,
-        cursor: &wshub::store::Cursor,
-        limit: usize,
-        now: i64,
-    ) -> Result<wshub::store::Page, wshub::store::StoreError> {
-        self.inner.page(group, cursor, limit, now).await
-    }
-    async fn record(
-        &self,
-        publication: &wshub::store::NewPublication<'_>,
-        now: i64,
-    ) -> Result<wshub::store::Recorded, wshub::store::StoreError> {
-        self.inner.record(publication, now).await
-    }
-    async fn history(
-        &self,
-        stream: &str,
-        after: u64,
-        limit: usize,
-        keep: u64,
-        ttl: i64,
-        now: i64,
-    ) -> Result<wshub::store::History, wshub::store::StoreError> {
-        self.inner.history(stream, after, limit, keep, ttl, now).await
-    }
-    async fn subscribe_member(
-        &self,
-        id: &str,
-        user: &str,
-        topic: &str,
-        ttl: i64,
-        now: i64,
-        max_topics: usize,
-    ) -> Result<bool, wshub::store::StoreError> {
-        self.inner.subscribe_member(id, user, topic, ttl, now, max_topics).await
-    }
-    async fn unsubscribe_member(&self, id: &str, topic: &str) -> Result<bool, wshub::store::StoreError> {
-        self.inner.unsubscribe_member(id, topic).await
-    }
-    async fn member_connections(
-        &self,
-        topic: &str,
-        user: &str,
-        now: i64,
-    ) -> Result<Vec<String>, wshub::store::StoreError> {
-        self.inner.member_connections(topic, user, now).await
-    }
-    fn topic_members(&self, topic: &str, now: i64) -> wshub::store::Pages {
-        self.inner.topic_members(topic, now)
-    }
-    async fn online_users(
-        &self,
-        cursor: &wshub::store::OnlineCursor,
-        limit: usize,
-        now: i64,
-    ) -> Result<wshub::store::OnlinePage, wshub::store::StoreError> {
-        self.inner.online_users(cursor, limit, now).await
-    }
 }
+
+forward_all_but_put!(PostsDuringConnect, inner);
 
 /// `http` under another name, so the store above can call it from a trait method.
 async fn http_request(method: Method, url: &str, body: &str) -> (StatusCode, axum::http::HeaderMap, String) {
