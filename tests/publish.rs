@@ -5,54 +5,35 @@ mod common;
 
 use std::sync::Arc;
 
-use common::asyncapi;
+use common::router::{self, event, Backend, Client};
 use serde_json::{json, Value};
-use wshub::notify::memory::MemoryNotifier;
 use wshub::queue::MemoryQueue;
-use wshub::store::memory::MemoryStore;
-use wshub::store::ConnectionStore;
-use wshub::{Config, Hub};
 
 const KEY: &str = "publisher-key-0123456789";
 
-fn event(name: &str) -> Value {
-    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
+/// A [`Client`] with publisher key `KEY`, and the queue it hands large pushes to (when asked).
 struct Fixture {
-    hub: Hub,
-    notifier: Arc<MemoryNotifier>,
+    client: Client,
     queue: Arc<MemoryQueue>,
 }
 
+impl std::ops::Deref for Fixture {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
 async fn fixture(dynamo: bool, overrides: &[(&str, &str)], with_queue: bool) -> Fixture {
-    let mut params = event("env.json")["Parameters"].as_object().unwrap().clone();
-    params.insert("PUBLISH_KEYS".into(), json!(KEY));
-    for (k, v) in overrides {
-        params.insert(k.to_string(), json!(v));
-    }
-    let config = Config::from_lookup(|name| params.get(name).and_then(Value::as_str).map(str::to_owned)).unwrap();
-    let store: Arc<dyn ConnectionStore> = if dynamo {
-        assert!(
-            std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
-            "run scripts/test.sh"
-        );
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let client = aws_sdk_dynamodb::Client::new(&sdk);
-        let name = format!("wshub-publish-{:016x}", fastrand::u64(..));
-        wshub::store::table::create_table(&client, &name).await.unwrap();
-        Arc::new(wshub::store::dynamo::DynamoStore::new(client, name))
-    } else {
-        Arc::new(MemoryStore::new())
-    };
-    let notifier = Arc::new(MemoryNotifier::new());
+    let mut params = vec![("PUBLISH_KEYS", KEY)];
+    params.extend_from_slice(overrides);
+    let backend = if dynamo { Backend::Dynamo } else { Backend::Memory };
+    let mut client = Client::new(router::config(&params), router::store(backend, None).await);
     let queue = Arc::new(MemoryQueue::new());
-    let mut hub = Hub::new(config, store, notifier.clone());
     if with_queue {
-        hub = hub.with_queue(queue.clone());
+        client = client.with_queue(queue.clone());
     }
-    Fixture { hub, notifier, queue }
+    Fixture { client, queue }
 }
 
 /// A `POST /publish` as API Gateway's HTTP API sends it (the sample event), with this body and
@@ -75,19 +56,10 @@ fn publish_event(body: &Value, headers: &[(&str, &str)], iam: bool) -> Value {
 }
 
 impl Fixture {
-    async fn connect(&self, connection_id: &str, user: &str) {
-        let mut e = event("connect.json");
-        e["requestContext"]["connectionId"] = json!(connection_id);
-        e["requestContext"]["authorizer"]["userId"] = json!(user);
-        assert_eq!(wshub::handle(&self.hub, e, None).await.unwrap()["statusCode"], 200);
-    }
-
-    async fn subscribe(&self, connection_id: &str, user: &str, topic: &str) {
-        let mut e = event("subscribe.json");
-        e["requestContext"]["connectionId"] = json!(connection_id);
-        e["requestContext"]["authorizer"]["userId"] = json!(user);
-        e["body"] = json!(json!({"action": "subscribe", "topic": topic}).to_string());
-        let reply = asyncapi::reply_frame(&wshub::handle(&self.hub, e, None).await.unwrap());
+    async fn subscribe(&self, connection_id: &str, topic: &str) {
+        let reply = self
+            .request(connection_id, json!({"action": "subscribe", "topic": topic}))
+            .await;
         assert_eq!(reply["action"], "subscribed");
     }
 
@@ -106,17 +78,13 @@ impl Fixture {
         let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
         (r["statusCode"].as_u64().unwrap(), body)
     }
-
-    fn pushes(&self, connection_id: &str) -> Vec<Value> {
-        asyncapi::memory_pushes(&self.notifier, connection_id)
-    }
 }
 
 async fn every_target_kind_and_batches(dynamo: bool) {
     let f = fixture(dynamo, &[], false).await;
     f.connect("A", "alice").await;
     f.connect("B", "bob").await;
-    f.subscribe("B", "bob", "news").await;
+    f.subscribe("B", "news").await;
 
     let (status, body) = f.publish(json!({"topic": "news", "data": {"n": 1}})).await;
     assert_eq!(status, 200, "{body}");
@@ -260,10 +228,10 @@ async fn a_push_too_large_for_the_request_goes_through_the_queue() {
     for i in 0..4 {
         let id = format!("C{i}");
         f.connect(&id, "u").await;
-        f.subscribe(&id, "u", "big").await;
+        f.subscribe(&id, "big").await;
     }
     f.connect("S", "solo").await;
-    f.subscribe("S", "solo", "small").await;
+    f.subscribe("S", "small").await;
     let (status, body) = f
         .publish(json!({"pushes": [{"topic": "big", "data": 1}, {"topic": "small", "data": 2}]}))
         .await;

@@ -76,6 +76,14 @@ impl Client {
         }
     }
 
+    /// Large pushes hand shard jobs to `queue` (`PUSH_QUEUE_URL`'s part).
+    pub fn with_queue(self, queue: Arc<dyn wshub::queue::Queue>) -> Client {
+        Client {
+            hub: self.hub.with_queue(queue),
+            ..self
+        }
+    }
+
     pub async fn connect(&self, connection_id: &str, user: &str) {
         let mut e = event("connect.json");
         e["requestContext"]["connectionId"] = json!(connection_id);
