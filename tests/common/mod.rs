@@ -4,6 +4,7 @@
 
 pub mod asyncapi;
 pub mod emf;
+pub mod runtime_api;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
