@@ -2,7 +2,7 @@
 //! `wshub`, or `examples/hello.rs`) runs here as Lambda runs it: it polls `invocation/next`,
 //! answers on `invocation/{id}/response` or `invocation/{id}/error`, and reports a failed start on
 //! `init/error`. The one emulator of the test suite and the benchmarks: `tests/lambda_binary.rs`
-//! (through `mod common`) and `examples/coldstart.rs` (with
+//! (through `mod common`), `examples/coldstart.rs` and `examples/bench_fanout.rs` (with
 //! `#[path = "../tests/common/runtime_api.rs"] mod runtime_api;`).
 //!
 //! Each invocation is queued with a deadline (counted from when it is queued) and handed out, in
