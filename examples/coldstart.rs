@@ -7,20 +7,19 @@
 //!   normally moto), i.e. init plus everything the first request pays for;
 //! - `warm`: a second `$connect` on the same process, from handing it out to its response.
 //!
-//! `scripts/bench-coldstart.sh` starts moto, builds both binaries and runs this.
+//! `scripts/bench-coldstart.sh` starts moto, builds both binaries and runs this. The Runtime API
+//! is `tests/common/runtime_api.rs`, the one the tests drive the binary through.
+
+#[path = "../tests/common/runtime_api.rs"]
+mod runtime_api;
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::Router;
 use clap::Parser;
+use runtime_api::{Answer, RuntimeApi};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 #[derive(Parser)]
 struct Args {
@@ -41,58 +40,6 @@ struct Args {
     runs: usize,
 }
 
-#[derive(Debug)]
-enum Signal {
-    Poll(Instant),
-    Served(Instant),
-    Answered(Instant, Value),
-}
-
-#[derive(Clone)]
-struct Api {
-    events: Arc<Mutex<Vec<Value>>>,
-    tx: mpsc::UnboundedSender<Signal>,
-}
-
-async fn next(State(api): State<Api>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let _ = api.tx.send(Signal::Poll(Instant::now()));
-    let event = api.events.lock().unwrap().pop();
-    let Some(event) = event else {
-        // No more work: hold the poll open until the process is killed.
-        std::future::pending::<()>().await;
-        unreachable!()
-    };
-    let deadline = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 30_000;
-    let _ = api.tx.send(Signal::Served(Instant::now()));
-    let headers = [
-        (
-            "lambda-runtime-aws-request-id",
-            format!("req-{:08x}", fastrand::u32(..)),
-        ),
-        ("lambda-runtime-deadline-ms", deadline.to_string()),
-        (
-            "lambda-runtime-invoked-function-arn",
-            "arn:aws:lambda:us-east-1:123456789012:function:wshub".into(),
-        ),
-    ];
-    (headers, event.to_string()).into_response()
-}
-
-async fn answer(State(api): State<Api>, Path(_id): Path<String>, body: Bytes) -> &'static str {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let _ = api.tx.send(Signal::Answered(Instant::now(), value));
-    "{}"
-}
-
-async fn init_error(body: Bytes) -> &'static str {
-    panic!("init error: {}", String::from_utf8_lossy(&body));
-}
-
 struct Launch {
     poll: Duration,
     first: Duration,
@@ -107,27 +54,20 @@ fn connect_event(template: &Value) -> Value {
 }
 
 async fn launch(binary: &PathBuf, env: &[(String, String)], template: &Value, expect_connect: bool) -> Launch {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    // Popped from the back: the first event handed out is the last in the vector.
-    let api = Api {
-        events: Arc::new(Mutex::new(vec![connect_event(template), connect_event(template)])),
-        tx,
-    };
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(answer))
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(answer))
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let api = RuntimeApi::default();
+    let runtime = api.start().await;
+    // Both queued up front: the second goes out on the process's next poll after the first.
+    let deadline = Duration::from_secs(30);
+    let pending = [
+        api.enqueue(connect_event(template), deadline),
+        api.enqueue(connect_event(template), deadline),
+    ];
 
     let mut command = tokio::process::Command::new(binary);
     command
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -135,20 +75,22 @@ async fn launch(binary: &PathBuf, env: &[(String, String)], template: &Value, ex
     let started = Instant::now();
     let mut child = command.spawn().expect("spawn");
 
-    let mut polls = Vec::new();
-    let mut served = Vec::new();
-    let mut answers = Vec::new();
-    while answers.len() < 2 {
-        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
-            Ok(Some(Signal::Poll(t))) => polls.push(t),
-            Ok(Some(Signal::Served(t))) => served.push(t),
-            Ok(Some(Signal::Answered(t, v))) => answers.push((t, v)),
-            _ => panic!("{} did not answer within 30 s", binary.display()),
+    let mut answers: Vec<Answer> = Vec::new();
+    for pending in pending {
+        match tokio::time::timeout(Duration::from_secs(30), pending.answer()).await {
+            Ok(answer) => answers.push(answer),
+            Err(_) => panic!(
+                "{} did not answer within 30 s; init error: {:?}",
+                binary.display(),
+                api.init_error()
+            ),
         }
     }
     let _ = child.kill().await;
-    server.abort();
-    for (_, v) in &answers {
+    drop(runtime);
+    for answer in &answers {
+        // A reported error fails the check below as a response would.
+        let (Ok(v) | Err(v)) = &answer.outcome;
         if expect_connect {
             assert_eq!(v["statusCode"], 200, "$connect failed: {v}");
         } else {
@@ -156,9 +98,9 @@ async fn launch(binary: &PathBuf, env: &[(String, String)], template: &Value, ex
         }
     }
     Launch {
-        poll: polls[0] - started,
-        first: answers[0].0 - started,
-        warm: answers[1].0 - served[1],
+        poll: api.first_poll().expect("answered without polling") - started,
+        first: answers[0].answered - started,
+        warm: answers[1].answered - answers[1].served,
     }
 }
 

@@ -6,13 +6,16 @@
 # Every mode prints JSON lines (also kept in target/bench/fanout.jsonl). Extra arguments go to
 # both runs' global flags, e.g. `scripts/bench-fanout.sh --latency-ms 20`.
 # Environment knobs: SINGLE_N, SINGLE_RATE, SHARD_N, SHARD_M, SHARD_RATE, SHARD_C, SHARD_THRESHOLD,
-# SHARD_DEADLINE_MS, MODES ("single sharded"). The harness is src/bin/bench-fanout.rs.
+# SHARD_DEADLINE_MS, MODES ("single sharded"). The harness is examples/bench_fanout.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/moto.sh
 mkdir -p target/bench
-cargo build --release --locked --quiet --features bench --bin wshub --bin bench-fanout
-bench=./target/release/bench-fanout
+# Two cargo runs: built together with an example, the binary would get the dev-dependencies'
+# features (Cargo.toml, above the dependencies); built alone, it is the one shipped.
+cargo build --release --locked --quiet --bin wshub
+cargo build --release --locked --quiet --example bench_fanout
+bench=./target/release/examples/bench_fanout
 echo "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; moto on $moto_port" >&2
 for mode in ${MODES:-single sharded}; do
   case $mode in

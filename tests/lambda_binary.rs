@@ -1,115 +1,18 @@
 //! Every sample event in `events/` drives the built `wshub` binary exactly as Lambda runs it:
-//! the binary polls a Lambda Runtime API served here, stores in moto (started by
-//! `scripts/test.sh`) and posts to a local @connections server. `WSHUB_LAMBDA_BINARY` names the
-//! binary (the script builds the release one); without it, cargo's build of the same binary.
+//! the binary polls a Lambda Runtime API served here (`common::runtime_api`), stores in moto
+//! (started by `scripts/test.sh`) and posts to a local @connections server.
+//! `WSHUB_LAMBDA_BINARY` names the binary (the script builds the release one); without it,
+//! cargo's build of the same binary.
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::BTreeSet;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::Router;
+use common::runtime_api::{Outcome, RuntimeApi};
 use common::FakeConnections;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{oneshot, Notify};
-
-/// What the function answered: its response, or the error it reported.
-type Outcome = Result<Value, Value>;
-
-/// A minimal Lambda Runtime API: `next`, `response`, `error`, `init/error`.
-#[derive(Clone, Default)]
-struct RuntimeApi {
-    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
-    queued: Arc<Notify>,
-    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
-    init_error: Arc<Mutex<Option<Value>>>,
-}
-
-async fn next(State(api): State<RuntimeApi>) -> impl IntoResponse {
-    loop {
-        let notified = api.queued.notified();
-        if let Some((id, event)) = api.queue.lock().unwrap().pop_front() {
-            let deadline = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-                + 30_000;
-            let headers = [
-                ("lambda-runtime-aws-request-id", id),
-                ("lambda-runtime-deadline-ms", deadline.to_string()),
-                (
-                    "lambda-runtime-invoked-function-arn",
-                    "arn:aws:lambda:us-east-1:123456789012:function:wshub".into(),
-                ),
-                (
-                    "lambda-runtime-trace-id",
-                    "Root=1-5f6b2a1e-3c1d2f0b4a5e6d7c8b9a0f1e;Sampled=0".into(),
-                ),
-            ];
-            return (headers, event.to_string());
-        }
-        notified.await;
-    }
-}
-
-fn settle(api: &RuntimeApi, id: &str, outcome: Outcome) {
-    if let Some(tx) = api.waiting.lock().unwrap().remove(id) {
-        let _ = tx.send(outcome);
-    }
-}
-
-async fn response(State(api): State<RuntimeApi>, Path(id): Path<String>, body: Bytes) -> &'static str {
-    settle(&api, &id, Ok(serde_json::from_slice(&body).expect("response is JSON")));
-    "{}"
-}
-
-async fn error(State(api): State<RuntimeApi>, Path(id): Path<String>, _h: HeaderMap, body: Bytes) -> &'static str {
-    settle(&api, &id, Err(serde_json::from_slice(&body).expect("error is JSON")));
-    "{}"
-}
-
-async fn init_error(State(api): State<RuntimeApi>, body: Bytes) -> &'static str {
-    *api.init_error.lock().unwrap() = Some(serde_json::from_slice(&body).unwrap_or(Value::Null));
-    "{}"
-}
-
-impl RuntimeApi {
-    async fn start(&self) -> String {
-        let app = Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
-            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-            .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        addr.to_string()
-    }
-
-    async fn invoke(&self, event: Value) -> Outcome {
-        let id = format!("req-{:08x}", fastrand::u32(..));
-        let (tx, rx) = oneshot::channel();
-        self.waiting.lock().unwrap().insert(id.clone(), tx);
-        self.queue.lock().unwrap().push_back((id, event));
-        self.queued.notify_waiters();
-        match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(outcome)) => outcome,
-            _ => panic!(
-                "no answer from the function in 30 s; init error: {:?}",
-                self.init_error.lock().unwrap()
-            ),
-        }
-    }
-}
 
 fn events_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events")
@@ -148,7 +51,7 @@ async fn every_sample_event_through_the_lambda_binary() {
     let connections = FakeConnections::default();
     let endpoint = connections.start().await;
     let api = RuntimeApi::default();
-    let runtime_addr = api.start().await;
+    let runtime = api.start().await;
 
     let binary = std::env::var("WSHUB_LAMBDA_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_wshub").to_owned());
     let mut command = tokio::process::Command::new(&binary);
@@ -159,7 +62,7 @@ async fn every_sample_event_through_the_lambda_binary() {
         .env("CONNECTIONS_TABLE", &table)
         .env("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb)
         .env("APIGW_MANAGEMENT_ENDPOINT", &endpoint)
-        .env("AWS_LAMBDA_RUNTIME_API", &runtime_addr)
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr())
         .env("AWS_LAMBDA_FUNCTION_NAME", "wshub")
         .env("STAGE_NAME", "prod")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")

@@ -5,6 +5,7 @@
 pub mod asyncapi;
 pub mod emf;
 pub mod router;
+pub mod runtime_api;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

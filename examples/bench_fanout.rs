@@ -4,14 +4,19 @@
 //! rate limit that answers 429 above R posts per second. Every accepted post is counted per
 //! connection id, so losses and duplicates show. Prints one JSON line per measurement.
 //!
-//! `scripts/bench-fanout.sh` starts moto, builds (`--features bench`), and runs both modes.
+//! `scripts/bench-fanout.sh` starts moto, builds the binary and this example, and runs both
+//! modes. The Runtime API is `tests/common/runtime_api.rs`, the one the tests drive the binary
+//! through.
 //! - `single`: one invocation broadcasts to N connections (no queue): wall time against the
 //!   bound max(N·L/C, N/R), delivered, 429s, the binary's peak RSS (`VmHWM`).
 //! - `sharded`: one broadcast with `PUSH_QUEUE_URL` set, its shard jobs in an SQS queue (moto),
 //!   played as Lambda's SQS event source with at most M invocations at once over M binaries,
 //!   each invocation given a short deadline so jobs hand work on; delivered rate against R.
 
-use std::collections::{HashMap, VecDeque};
+#[path = "../tests/common/runtime_api.rs"]
+mod runtime_api;
+
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,12 +27,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
+use runtime_api::RuntimeApi;
 use serde_json::{json, Value};
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 #[derive(Parser)]
@@ -209,74 +215,7 @@ async fn wire_dynamodb(State(table): State<WireTable>, headers: axum::http::Head
     ([("content-type", "application/x-amz-json-1.0")], out.to_string()).into_response()
 }
 
-// ---------------------------------------------------------------- fake Lambda Runtime API
-
-type Outcome = Result<Value, Value>;
-
-#[derive(Clone, Default)]
-struct RuntimeApi {
-    queue: Arc<Mutex<VecDeque<(String, Value, u64)>>>,
-    queued: Arc<Notify>,
-    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
-}
-
-fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-async fn next(State(api): State<RuntimeApi>) -> Response {
-    loop {
-        let notified = api.queued.notified();
-        if let Some((id, event, deadline)) = api.queue.lock().unwrap().pop_front() {
-            let headers = [
-                ("lambda-runtime-aws-request-id", id),
-                ("lambda-runtime-deadline-ms", deadline.to_string()),
-                (
-                    "lambda-runtime-invoked-function-arn",
-                    "arn:aws:lambda:us-east-1:123456789012:function:wshub".into(),
-                ),
-                (
-                    "lambda-runtime-trace-id",
-                    "Root=1-5f6b2a1e-3c1d2f0b4a5e6d7c8b9a0f1e".into(),
-                ),
-            ];
-            return (headers, event.to_string()).into_response();
-        }
-        notified.await;
-    }
-}
-
-fn settle(api: &RuntimeApi, id: &str, outcome: Outcome) {
-    if let Some(tx) = api.waiting.lock().unwrap().remove(id) {
-        let _ = tx.send(outcome);
-    }
-}
-
-async fn response(State(api): State<RuntimeApi>, Path(id): Path<String>, body: Bytes) -> &'static str {
-    settle(&api, &id, Ok(serde_json::from_slice(&body).unwrap_or(Value::Null)));
-    "{}"
-}
-
-async fn error(State(api): State<RuntimeApi>, Path(id): Path<String>, body: Bytes) -> &'static str {
-    settle(&api, &id, Err(serde_json::from_slice(&body).unwrap_or(Value::Null)));
-    "{}"
-}
-
-impl RuntimeApi {
-    async fn invoke(&self, event: Value, deadline: Duration) -> Outcome {
-        let id = format!("req-{:016x}", fastrand::u64(..));
-        let (tx, rx) = oneshot::channel();
-        self.waiting.lock().unwrap().insert(id.clone(), tx);
-        let deadline_ms = epoch_ms() + deadline.as_millis() as u64;
-        self.queue.lock().unwrap().push_back((id, event, deadline_ms));
-        self.queued.notify_waiters();
-        rx.await
-            .unwrap_or_else(|_| Err(json!("runtime API dropped the invocation")))
-    }
-}
+// ---------------------------------------------------------------- setup helpers
 
 async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -284,8 +223,6 @@ async fn serve(app: Router) -> String {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr.to_string()
 }
-
-// ---------------------------------------------------------------- setup helpers
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -415,14 +352,7 @@ async fn main() {
         .await
     );
     let api = RuntimeApi::default();
-    let runtime = serve(
-        Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
-            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-            .with_state(api.clone()),
-    )
-    .await;
+    let runtime = api.start().await;
     std::fs::create_dir_all("target/bench").unwrap();
     let wire = WireTable::default();
     let wire_url = format!(
@@ -458,7 +388,7 @@ async fn main() {
                     ("APIGW_MANAGEMENT_ENDPOINT", connections.clone()),
                     ("PUSH_CONCURRENCY", concurrency.to_string()),
                 ];
-                let mut child = spawn_binary(&args, &runtime, &env, &format!("target/bench/single-{n}.log"));
+                let mut child = spawn_binary(&args, runtime.addr(), &env, &format!("target/bench/single-{n}.log"));
                 let rss_idle = {
                     // Let the runtime client start; its first `next` marks it ready.
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -467,7 +397,7 @@ async fn main() {
                 let push = json!({"Records": [sqs_record(&format!("bench-{n}"), "r", r#"{"data":{"bench":true}}"#)]});
                 let cpu_before = cpu_seconds(child.id());
                 let started = Instant::now();
-                let outcome = api.invoke(push, Duration::from_secs(900)).await;
+                let outcome = api.invoke_with_deadline(push, Duration::from_secs(900)).await;
                 let cpu = cpu_seconds(child.id()).zip(cpu_before).map(|(a, b)| round(a - b));
                 let wall = started.elapsed().as_secs_f64();
                 let first_post = endpoint
@@ -528,7 +458,7 @@ async fn main() {
             ];
             let instances = m.iter().copied().max().unwrap_or(1);
             let mut children: Vec<_> = (0..instances)
-                .map(|i| spawn_binary(&args, &runtime, &env, &format!("target/bench/sharded-{i}.log")))
+                .map(|i| spawn_binary(&args, runtime.addr(), &env, &format!("target/bench/sharded-{i}.log")))
                 .collect();
             tokio::time::sleep(Duration::from_millis(500)).await;
             for &m in m {
@@ -648,7 +578,7 @@ async fn event_source(
         }
         let (api, sqs, queue, stats) = (api.clone(), sqs.clone(), queue.to_owned(), stats.clone());
         tokio::spawn(async move {
-            let outcome = api.invoke(json!({ "Records": records }), deadline).await;
+            let outcome = api.invoke_with_deadline(json!({ "Records": records }), deadline).await;
             let failed: Vec<String> = match &outcome {
                 Ok(v) => v["batchItemFailures"]
                     .as_array()
