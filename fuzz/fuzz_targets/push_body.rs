@@ -1,5 +1,6 @@
 //! An SQS message body → `PushRequest::parse`. The property: no panic; an accepted body names at
-//! most one valid audience, and its topic (if any) is the one the frame will carry.
+//! most one valid audience, and its topic (if any) is the one the frame will carry: the topic
+//! pushed to, or `user:<id>` for a user push.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
         }
         Audience::Group(Group::User(user)) => {
             assert!(wshub::auth::valid_user_id(user), "invalid userId accepted: {user:?}");
-            assert!(request.topic.is_none());
+            // A user push is a publication on the user's own stream (`topic` `user:<id>`).
+            assert_eq!(request.topic, Some(wshub::topics::user_stream(user)));
         }
         Audience::Connection(id) => {
             assert!(
