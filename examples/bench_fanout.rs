@@ -81,8 +81,10 @@ enum Mode {
         /// SHARD_THRESHOLD.
         #[arg(long, default_value_t = 2000)]
         threshold: usize,
-        /// Each invocation's deadline (the binary keeps 1 s of it as margin).
-        #[arg(long, default_value_t = 3000)]
+        /// Each invocation's deadline (the binary keeps 1 s of it as margin, and 3 s for a shard
+        /// hand-off). 10 s, the template's shortest `Timeout`: with less than the hand-off's
+        /// budget a job can only pass its cursor on, and the chain never delivers.
+        #[arg(long, default_value_t = 10_000)]
         deadline_ms: u64,
         /// SQS records per invocation (the event source's BatchSize).
         #[arg(long, default_value_t = 1)]
@@ -176,10 +178,43 @@ async fn post_to_connection(State(ep): State<Arc<Endpoint>>, Path((_stage, id)):
 struct WireTable {
     ids: Arc<Mutex<Arc<Vec<String>>>>,
     scans: Arc<AtomicU64>,
+    /// Shard job claims (`JOB#<key>` → the SQS message holding it), as the conditional PutItem
+    /// of `ConnectionStore::claim_job` leaves them.
+    claims: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// The one write a sharded fan-out makes: a shard job's claim, `PutItem` on condition
+/// `attribute_not_exists(pk) OR claimedBy = :by`, answered as DynamoDB answers it.
+fn wire_claim(table: &WireTable, request: &Value) -> Response {
+    let key = request["Item"]["pk"]["S"].as_str();
+    let by = request["ExpressionAttributeValues"][":by"]["S"].as_str();
+    let (Some(key), Some(by)) = (key, by) else {
+        let msg = json!({"__type": "com.amazon.coral.validate#ValidationException", "message": "only shard job claims are played here"});
+        return (StatusCode::BAD_REQUEST, msg.to_string()).into_response();
+    };
+    let mut claims = table.claims.lock().unwrap();
+    match claims.get(key) {
+        Some(holder) if holder != by => {
+            let msg = json!({"__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException", "message": "The conditional request failed"});
+            (
+                StatusCode::BAD_REQUEST,
+                [("content-type", "application/x-amz-json-1.0")],
+                msg.to_string(),
+            )
+                .into_response()
+        }
+        _ => {
+            claims.insert(key.to_owned(), by.to_owned());
+            (StatusCode::OK, [("content-type", "application/x-amz-json-1.0")], "{}").into_response()
+        }
+    }
 }
 
 async fn wire_dynamodb(State(table): State<WireTable>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if target == "DynamoDB_20120810.PutItem" {
+        return wire_claim(&table, &serde_json::from_slice(&body).unwrap_or(Value::Null));
+    }
     if target != "DynamoDB_20120810.Scan" {
         let msg = json!({"__type": "com.amazon.coral.validate#ValidationException", "message": format!("{target} is not played here")});
         return (StatusCode::BAD_REQUEST, msg.to_string()).into_response();

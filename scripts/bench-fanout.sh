@@ -21,6 +21,6 @@ for mode in ${MODES:-single sharded}; do
   case $mode in
     single) "$bench" "$@" --rate "${SINGLE_RATE:-10000}" single --n "${SINGLE_N:-1000,10000,50000}" ;;
     sharded) "$bench" "$@" --rate "${SHARD_RATE:-2000}" sharded --n "${SHARD_N:-20000}" --m "${SHARD_M:-1,2,4,8,16}" \
-      --concurrency "${SHARD_C:-8}" --threshold "${SHARD_THRESHOLD:-2000}" --deadline-ms "${SHARD_DEADLINE_MS:-3000}" ;;
+      --concurrency "${SHARD_C:-8}" --threshold "${SHARD_THRESHOLD:-2000}" --deadline-ms "${SHARD_DEADLINE_MS:-10000}" ;;
   esac
 done | tee -a target/bench/fanout.jsonl
