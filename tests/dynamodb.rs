@@ -237,6 +237,19 @@ async fn fresh_queue(prefix: &str) -> (aws_config::SdkConfig, aws_sdk_sqs::Clien
     (sdk, sqs, url)
 }
 
+/// A hub configuration for `store`'s table that hands shard jobs to the queue at `url`, with
+/// `SHARD_THRESHOLD` = `threshold` and `extra` variables.
+fn sharding_config(store: &DynamoStore, url: &str, threshold: usize, extra: &[(&str, &str)]) -> Config {
+    Config::from_lookup(|name| match name {
+        "CONNECTIONS_TABLE" => Some(store.table().to_owned()),
+        "APIGW_MANAGEMENT_ENDPOINT" => Some("http://127.0.0.1:9/prod".into()),
+        "PUSH_QUEUE_URL" => Some(url.to_owned()),
+        "SHARD_THRESHOLD" => Some(threshold.to_string()),
+        _ => extra.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()),
+    })
+    .unwrap()
+}
+
 /// Plays Lambda's SQS poller once: receives up to 10 messages, hands each to the hub as a
 /// one-record batch (which must succeed), deletes it, and returns the bodies handled.
 async fn poll_once(hub: &Hub, sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
@@ -277,14 +290,7 @@ async fn sharded_broadcast_through_sqs_reaches_everyone_once() {
     let store = Arc::new(fresh_table().await.with_page_size(9).with_scan_segments(3));
     load_connections(&store, 120).await;
     let (sdk, sqs, url) = fresh_queue("wshub-shard").await;
-    let config = Config::from_lookup(|name| match name {
-        "CONNECTIONS_TABLE" => Some(store.table().to_owned()),
-        "APIGW_MANAGEMENT_ENDPOINT" => Some("http://127.0.0.1:9/prod".into()),
-        "PUSH_QUEUE_URL" => Some(url.clone()),
-        "SHARD_THRESHOLD" => Some("20".into()),
-        _ => None,
-    })
-    .unwrap();
+    let config = sharding_config(&store, &url, 20, &[]);
     let notifier = Arc::new(MemoryNotifier::new());
     let hub = Hub::new(config, store.clone(), notifier.clone()).with_queue(Arc::new(SqsQueue::new(&sdk, &url)));
     let push = common::sqs_batch(&[("push-42", json!({"data": "all"}))]);
@@ -445,14 +451,7 @@ async fn a_hand_off_failing_part_way_through_sqs_does_not_fork_the_chain() {
     let store = Arc::new(fresh_table().await.with_page_size(9).with_scan_segments(3));
     load_connections(&store, 120).await;
     let (sdk, sqs, url) = fresh_queue("wshub-kth").await;
-    let config = Config::from_lookup(|name| match name {
-        "CONNECTIONS_TABLE" => Some(store.table().to_owned()),
-        "APIGW_MANAGEMENT_ENDPOINT" => Some("http://127.0.0.1:9/prod".into()),
-        "PUSH_QUEUE_URL" => Some(url.clone()),
-        "SHARD_THRESHOLD" => Some("20".into()),
-        _ => None,
-    })
-    .unwrap();
+    let config = sharding_config(&store, &url, 20, &[]);
     let notifier = Arc::new(MemoryNotifier::new());
     let queue = KthFails {
         inner: SqsQueue::new(&sdk, &url),
@@ -522,16 +521,12 @@ async fn a_large_sendmessage_goes_through_sqs_and_the_rate_limit_holds() {
             .unwrap();
     }
     let (sdk, sqs, url) = fresh_queue("wshub-send").await;
-    let config = Config::from_lookup(|name| match name {
-        "CONNECTIONS_TABLE" => Some(store.table().to_owned()),
-        "APIGW_MANAGEMENT_ENDPOINT" => Some("http://127.0.0.1:9/prod".into()),
-        "PUSH_QUEUE_URL" => Some(url.clone()),
-        "SHARD_THRESHOLD" => Some("8".into()),
-        "SEND_RATE_PER_SECOND" => Some("1".into()),
-        "SEND_RATE_BURST" => Some("1".into()),
-        _ => None,
-    })
-    .unwrap();
+    let config = sharding_config(
+        &store,
+        &url,
+        8,
+        &[("SEND_RATE_PER_SECOND", "1"), ("SEND_RATE_BURST", "1")],
+    );
     let notifier = Arc::new(MemoryNotifier::new());
     let hub = Hub::new(config, store.clone(), notifier.clone()).with_queue(Arc::new(SqsQueue::new(&sdk, &url)));
     let sendmessage = json!({
